@@ -1,0 +1,26 @@
+"""Shared benchmark helpers: alternating repeated timing and a ratio table."""
+import statistics
+import time
+
+
+def time_alternating(fns, repeats=5, warmup=1):
+    """Median seconds per call of each function in the dict `fns`, run in alternation (A, B, A, B, ...).
+
+    Every function is called `warmup` times first (lazy initialization, allocator warm-up), then `repeats` rounds."""
+    if repeats < 5: raise ValueError(f'repeats: expected at least 5, got {repeats}')
+    for f in fns.values():
+        for _ in range(warmup): f()
+    times = {k: [] for k in fns}
+    for _ in range(repeats):
+        for k, f in fns.items():
+            t = time.perf_counter(); f(); times[k].append(time.perf_counter() - t)
+    return {k: statistics.median(v) for k, v in times.items()}
+
+
+def ratio_table(medians, baseline, title=''):
+    "A plain-text table of medians and their ratio to `baseline` (a key of `medians`)."
+    rows = [f'{title}'] if title else []
+    rows.append(f'{"contender":<32}{"median s":>12}{"ratio":>10}')
+    for k, v in medians.items():
+        rows.append(f'{k:<32}{v:>12.4f}{v / medians[baseline]:>9.2f}x')
+    return '\n'.join(rows)
