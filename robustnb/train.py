@@ -5,7 +5,7 @@
 # %% auto #0
 __all__ = ['set_seed', 'default_device', 'as_loader', 'accuracy', 'train_standard']
 
-# %% ../nbs/07_train.ipynb #56940149
+# %% ../nbs/07_train.ipynb #99af2977
 """Training utilities: seeding, devices, accuracy and the minimal standard-training loop used by `robustnb quickstart`."""
 import random
 import time
@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
-# %% ../nbs/07_train.ipynb #a78af87b
+# %% ../nbs/07_train.ipynb #d0305b1f
 def set_seed(seed:int=0):
     "Seed Python's, NumPy's and PyTorch's generators (all devices) so that a run can be repeated."
     if not isinstance(seed, int) or seed < 0: raise ValueError(f'seed: expected a non-negative int, got {seed!r}')
@@ -27,7 +27,7 @@ def default_device(device='auto') -> torch.device:
     if device == 'auto': return torch.device('cuda' if torch.cuda.is_available() else 'cpu')
     return torch.device(device)
 
-# %% ../nbs/07_train.ipynb #58bf9069
+# %% ../nbs/07_train.ipynb #57aaf46b
 def as_loader(data, batch_size:int=256, shuffle:bool=False, seed:int=0) -> DataLoader:
     "A `DataLoader` over `data` (a DataLoader is returned as is; a Dataset or an `(x, y)` pair of tensors is wrapped)."
     if isinstance(data, DataLoader): return data
@@ -52,9 +52,9 @@ def accuracy(model:torch.nn.Module, data, batch_size:int=512, device=None) -> fl
     if total == 0: raise ValueError('data: no samples')
     return correct/total
 
-# %% ../nbs/07_train.ipynb #15089d66
+# %% ../nbs/07_train.ipynb #e35a81f1
 def train_standard(model:torch.nn.Module, loader, epochs:int=10, lr:float=0.05, momentum:float=0.9,
-                   weight_decay:float=5e-4, device=None, progress:bool=True) -> list:
+                   weight_decay:float=5e-4, device=None, progress:bool=True, perturb=None) -> list:
     "Train `model` with cross-entropy, SGD(momentum, weight decay) and cosine LR decay; returns the mean loss per epoch."
     if not isinstance(epochs, int) or epochs < 1: raise ValueError(f'epochs: expected a positive int, got {epochs!r}')
     if not lr > 0: raise ValueError(f'lr: expected a positive float, got {lr!r}')
@@ -68,6 +68,8 @@ def train_standard(model:torch.nn.Module, loader, epochs:int=10, lr:float=0.05, 
         total, n = 0.0, 0
         for x, y in loader:
             x, y = x.to(device), y.to(device)
+            if perturb is not None:                 # e.g. PGD-AT: train on perturb(model, x, y), made in eval mode
+                model.eval(); x = perturb(model, x, y); model.train()
             loss = F.cross_entropy(model(x), y)
             opt.zero_grad(set_to_none=True); loss.backward(); opt.step(); sched.step()
             total += loss.item()*len(y); n += len(y)
