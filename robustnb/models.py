@@ -6,7 +6,7 @@
 __all__ = ['MODEL_NAMES', 'Normalize', 'Classifier', 'SmallCNN', 'PreActBlock', 'PreActResNet20', 'WideResNet',
            'TorchvisionResNet', 'Discriminator', 'create_model', 'save_model', 'load_model']
 
-# %% ../nbs/01_models.ipynb #072abbff
+# %% ../nbs/01_models.ipynb #ae489bd4
 """Classifiers and discriminators used by the papers (SAT App. A, IGAM §5 and App. A, Sarkar §5, ADT §4.1, AGKD-BML supp.).
 
 Every classifier starts with `Normalize` (inputs in [0,1]) and exposes `features(x)` and `feature_maps(x)`."""
@@ -20,7 +20,7 @@ import torch.nn.functional as F
 
 from .data import dataset_info
 
-# %% ../nbs/01_models.ipynb #8c305356
+# %% ../nbs/01_models.ipynb #2b173219
 class Normalize(nn.Module):
     "Per-channel `(x - mean) / std`; the first layer of every classifier, so attacks see [0, 1] pixels."
     def __init__(self, mean=(0.0,), std=(1.0,)):
@@ -34,7 +34,7 @@ class Normalize(nn.Module):
     def forward(self, x): return (x - self.mean) / self.std
     def extra_repr(self): return f'mean={self.mean.flatten().tolist()}, std={self.std.flatten().tolist()}'
 
-# %% ../nbs/01_models.ipynb #912d2e95
+# %% ../nbs/01_models.ipynb #d4ac66ae
 class Classifier(nn.Module):
     "Base class: `forward(x) = fc(features(x))`; subclasses define `feature_maps(x)` and `features(x)`."
     def _record(self, **config): self.config = config
@@ -47,14 +47,14 @@ def _check_input(in_channels, input_size, min_size=8):
     if not isinstance(input_size, int) or input_size < min_size:
         raise ValueError(f'input_size: expected an int >= {min_size}, got {input_size!r}')
 
-# %% ../nbs/01_models.ipynb #bd828e6f
+# %% ../nbs/01_models.ipynb #575b1da3
 class SmallCNN(Classifier):
     "SAT's MNIST network (conv 8×8/64, 6×6/128, 5×5/128, FC) for any `input_size` >= 8; see the notes on small inputs."
     def __init__(self, num_classes:int=10, in_channels:int=1, input_size:int=28, mean=None, std=None):
         super().__init__()
         _check_input(in_channels, input_size)
         self._record(num_classes=num_classes, in_channels=in_channels, input_size=input_size, mean=mean, std=std)
-        strides, pads = ((2, 2, 1), (3, 0, 0)) if input_size >= 28 else ((1, 2, 1), (3, 2, 1))
+        strides, pads = ((2, 2, 1), (3, 0, 0)) if input_size >= 28 else ((1, 1, 1), (3, 1, 1))
         self.normalize = Normalize(mean or (0.0,)*in_channels, std or (1.0,)*in_channels)
         self.conv1 = nn.Conv2d(in_channels, 64, 8, strides[0], pads[0])
         self.conv2 = nn.Conv2d(64, 128, 6, strides[1], pads[1])
@@ -67,7 +67,7 @@ class SmallCNN(Classifier):
     def feature_maps(self, x): return F.relu(self.conv2(F.relu(self.conv1(self.normalize(x)))))
     def features(self, x): return torch.flatten(F.relu(self.conv3(self.feature_maps(x))), 1)
 
-# %% ../nbs/01_models.ipynb #28840891
+# %% ../nbs/01_models.ipynb #f1a254e6
 class PreActBlock(nn.Module):
     "Pre-activation basic block: BN-ReLU-conv3×3-BN-ReLU-conv3×3, with a 1×1 shortcut when the shape changes."
     def __init__(self, cin, cout, stride=1, dropout=0.0):
@@ -109,7 +109,7 @@ class PreActResNet20(Classifier):
         x = self.layer3(self.layer2(self.layer1(self.conv1(self.normalize(x)))))
         return F.relu(self.bn(x))
 
-# %% ../nbs/01_models.ipynb #07f74b31
+# %% ../nbs/01_models.ipynb #55907bdd
 def _wrn_blocks(depth):
     if (depth - 4) % 6 == 0 and depth >= 10: return (depth - 4)//6
     if (depth - 2) % 6 == 0 and depth >= 8: return (depth - 2)//6     # Madry's counting (WRN-32-10)
@@ -139,7 +139,7 @@ class WideResNet(Classifier):
         x = self.layer3(self.layer2(self.layer1(self.conv1(self.normalize(x)))))
         return F.relu(self.bn(x))
 
-# %% ../nbs/01_models.ipynb #4d162d95
+# %% ../nbs/01_models.ipynb #645a212f
 class TorchvisionResNet(Classifier):
     "torchvision ResNet-`depth` (18 or 34) with a `Normalize` first layer; 3×3 stem without max-pool for inputs <= 64."
     def __init__(self, depth:int=18, num_classes:int=10, in_channels:int=3, input_size:int=32, mean=None, std=None):
@@ -159,7 +159,7 @@ class TorchvisionResNet(Classifier):
         self.fc = net.fc
     def feature_maps(self, x): return self.layer4(self.layer3(self.layer2(self.layer1(self.stem(self.normalize(x))))))
 
-# %% ../nbs/01_models.ipynb #2418d98f
+# %% ../nbs/01_models.ipynb #1c27113a
 class Discriminator(nn.Module):
     "IGAM-style discriminator on input gradients: strided 3×3 convs with `widths` channels, LeakyReLU, then one logit per sample."
     def __init__(self, in_channels:int=3, widths=(8, 16, 32, 64), negative_slope:float=0.2):
@@ -175,7 +175,7 @@ class Discriminator(nn.Module):
         self.fc = nn.Linear(c, 1)
     def forward(self, j): return self.fc(torch.flatten(F.adaptive_avg_pool2d(self.convs(j), 1), 1)).squeeze(1)
 
-# %% ../nbs/01_models.ipynb #fe5af9f5
+# %% ../nbs/01_models.ipynb #e02cc9ae
 _ARCHS = {'SmallCNN': SmallCNN, 'PreActResNet20': PreActResNet20, 'WideResNet': WideResNet,
           'TorchvisionResNet': TorchvisionResNet, 'Discriminator': Discriminator}
 MODEL_NAMES = ('smallcnn', 'preactresnet20', 'wrn-28-10', 'wrn-32-10', 'wrn-34-10', 'wrn-<depth>-<width>', 'resnet18', 'resnet34')
