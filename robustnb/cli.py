@@ -5,22 +5,35 @@
 # %% auto #0
 __all__ = ['quickstart', 'main']
 
-# %% ../nbs/12_cli.ipynb #ff7e0e38
-"""The `robustnb` console script: `robustnb quickstart` trains SAT's small CNN on the embedded digits and reports it."""
+# %% ../nbs/12_cli.ipynb #3859b442
+"""The `robustnb` console script: `robustnb quickstart` trains SAT's small CNN on the embedded digits, reports its clean,
+FGSM and PGD-20 accuracy (Sarkar et al.'s settings) and draws the perturbation deltas (Sarkar Figs. 6/9)."""
 import argparse
 import sys
 import time
+from pathlib import Path
 
 import torch
 from torch.utils.data import DataLoader
 
-from .data import load_dataset
+from .data import dataset_info, load_dataset
+from .evaluate import paper_attacks, robust_accuracy
 from .models import create_model, save_model
 from .train import accuracy, default_device, set_seed, train_standard
 
-# %% ../nbs/12_cli.ipynb #f91caae8
-def quickstart(epochs:int=10, seed:int=0, device='auto', save=None, progress:bool=True) -> dict:
-    "Train SmallCNN on digits for `epochs`, print and return its test accuracy; `save` writes the model there."
+# %% ../nbs/12_cli.ipynb #a90d8a70
+def _deltas_figure(model, attacks, x, y, path, eps, seed):
+    "Sarkar Figs. 6/9 for `model`: image, adversarial image and |delta|/eps under each attack, saved to `path`."
+    import matplotlib.pyplot as plt
+    from robustnb.plots import save_figure, show_deltas
+    advs = {name: attack(model, x, y, seed=seed) for name, attack in attacks.items()}
+    fig = show_deltas(x.cpu(), advs, eps=eps, labels=y.tolist())
+    path = save_figure(fig, Path(path).name, folder=Path(path).parent)
+    plt.close(fig)
+    return path
+
+def quickstart(epochs:int=10, seed:int=0, device='auto', save=None, progress:bool=True, figure=None) -> dict:
+    "Train SmallCNN on digits, print its clean, FGSM and PGD-20 test accuracy; `save` writes the model, `figure` the deltas plot."
     set_seed(seed)
     dev = default_device(device)
     train, test = load_dataset('digits'), load_dataset('digits', 'test')
@@ -30,20 +43,32 @@ def quickstart(epochs:int=10, seed:int=0, device='auto', save=None, progress:boo
     train_standard(model, loader, epochs=epochs, lr=0.05, device=dev, progress=progress)
     seconds = time.perf_counter() - start
     acc = accuracy(model, test, device=dev)
+    eps = dataset_info('digits').eps
+    attacks = {k: v for k, v in paper_attacks('sarkar', 'digits').items() if k in ('FGSM', 'PGD-20')}
+    table = robust_accuracy({'SmallCNN': model}, test, attacks, batch_size=len(test), seed=seed, progress=False)
     print(f'SmallCNN on digits ({len(train)} train / {len(test)} test images, {epochs} epochs, {seconds:.1f} s on {dev.type})')
     print(f'test accuracy: {100*acc:.2f}%')
+    pgd20 = attacks['PGD-20'].keywords
+    print(f"FGSM accuracy (eps={eps:g}): {table.loc['SmallCNN', 'FGSM']:.2f}%")
+    print(f"PGD-20 accuracy (eps={eps:g}, {pgd20['steps']} steps of {pgd20['alpha']:g}): {table.loc['SmallCNN', 'PGD-20']:.2f}%")
     if save: save_model(model, save); print(f'model written to {save}')
-    return {'model': model, 'accuracy': acc, 'seconds': seconds}
+    if figure:
+        figure = _deltas_figure(model, attacks, test.images[:4].to(dev), test.labels[:4].to(dev), figure, eps, seed)
+        print(f'perturbation deltas drawn in {figure}')
+    return {'model': model, 'accuracy': acc, 'seconds': seconds, 'robustness': table, 'figure': figure}
 
-# %% ../nbs/12_cli.ipynb #e36dd801
+# %% ../nbs/12_cli.ipynb #a58a8710
 def _parser():
     p = argparse.ArgumentParser(prog='robustnb', description='Reproducible adversarial-robustness experiments.')
     sub = p.add_subparsers(dest='command', metavar='COMMAND')
-    q = sub.add_parser('quickstart', help='train SmallCNN on the embedded digits dataset and print its test accuracy')
+    q = sub.add_parser('quickstart', help='train SmallCNN on the embedded digits, print its clean, FGSM and PGD-20 test accuracy, draw the perturbation deltas')
     q.add_argument('--epochs', type=int, default=10, help='training epochs (default 10)')
     q.add_argument('--seed', type=int, default=0, help='random seed (default 0)')
     q.add_argument('--device', default='auto', help="'auto' (CUDA when available), 'cpu' or 'cuda'")
     q.add_argument('--save', default=None, metavar='PATH', help='write the trained model to PATH')
+    q.add_argument('--figure', default='figures/perturbation_deltas.png', metavar='PATH',
+                   help='where to draw the perturbation deltas (default figures/perturbation_deltas.png)')
+    q.add_argument('--no-figure', dest='figure', action='store_const', const=None, help='draw no figure')
     return p
 
 def main(argv=None) -> int:
@@ -53,5 +78,5 @@ def main(argv=None) -> int:
     if args.command is None: p.print_help(); return 2
     if args.command == 'quickstart':
         if args.epochs < 1: p.error('--epochs: expected a positive int')
-        quickstart(epochs=args.epochs, seed=args.seed, device=args.device, save=args.save)
+        quickstart(epochs=args.epochs, seed=args.seed, device=args.device, save=args.save, figure=args.figure)
     return 0
