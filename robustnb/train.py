@@ -6,7 +6,7 @@
 __all__ = ['CHECKPOINT_FORMAT', 'set_seed', 'default_device', 'as_loader', 'accuracy', 'train_standard', 'piecewise_lr',
            'linear_lr', 'cosine_lr', 'Recipe', 'load_checkpoint', 'fit']
 
-# %% ../nbs/07_train.ipynb #a5ce7986
+# %% ../nbs/07_train.ipynb #43b8c5ef
 """The training loop (robustnb.train): seeding, devices, accuracy, learning-rate schedules, the `Recipe` protocol and
 `fit`, which owns the optimizer, schedule, progress, history, keep-best (SAT App. A early stopping) and atomic,
 resumable checkpoints. Methods live in recipes (robustnb.recipes); the trainer knows no paper."""
@@ -27,7 +27,7 @@ from tqdm.auto import tqdm
 
 from .models import _atomic_save
 
-# %% ../nbs/07_train.ipynb #29e2868b
+# %% ../nbs/07_train.ipynb #5e7e3436
 def set_seed(seed:int=0):
     "Seed Python's, NumPy's and PyTorch's generators (all devices) so that a run can be repeated."
     if not isinstance(seed, int) or seed < 0: raise ValueError(f'seed: expected a non-negative int, got {seed!r}')
@@ -38,7 +38,7 @@ def default_device(device='auto') -> torch.device:
     if device == 'auto': return torch.device('cuda' if torch.cuda.is_available() else 'cpu')
     return torch.device(device)
 
-# %% ../nbs/07_train.ipynb #23a3a8ff
+# %% ../nbs/07_train.ipynb #731570c8
 def as_loader(data, batch_size:int=256, shuffle:bool=False, seed:int=0) -> DataLoader:
     "A `DataLoader` over `data` (a DataLoader is returned as is; a Dataset or an `(x, y)` pair of tensors is wrapped)."
     if isinstance(data, DataLoader): return data
@@ -65,7 +65,7 @@ def accuracy(model:torch.nn.Module, data, batch_size:int=512, device=None, attac
     if total == 0: raise ValueError('data: no samples')
     return correct/total
 
-# %% ../nbs/07_train.ipynb #4c7b43b3
+# %% ../nbs/07_train.ipynb #591c9235
 def train_standard(model:torch.nn.Module, loader, epochs:int=10, lr:float=0.05, momentum:float=0.9,
                    weight_decay:float=5e-4, device=None, progress:bool=True, perturb=None) -> list:
     "Train `model` with cross-entropy, SGD(momentum, weight decay) and cosine LR decay; returns the mean loss per epoch."
@@ -89,7 +89,7 @@ def train_standard(model:torch.nn.Module, loader, epochs:int=10, lr:float=0.05, 
         history.append(total/n)
     return history
 
-# %% ../nbs/07_train.ipynb #a3ab0a44
+# %% ../nbs/07_train.ipynb #3c5f55e5
 def piecewise_lr(milestones=(75, 90), factor:float=0.1):
     "Multiply the learning rate by `factor` at each epoch in `milestones` (a step at the start of that epoch)."
     ms = sorted(milestones)
@@ -111,11 +111,12 @@ def _schedule(lr_schedule, epochs):
     if callable(lr_schedule): return lr_schedule
     raise ValueError(f"lr_schedule: expected 'piecewise', 'linear', 'cosine', 'constant' or a callable of the epoch, got {lr_schedule!r}")
 
-# %% ../nbs/07_train.ipynb #553e3081
+# %% ../nbs/07_train.ipynb #cca80145
 class Recipe:
     "Base class of training methods: subclasses implement `loss`; the other hooks have do-nothing defaults."
     def __init__(self):
         self.modules, self.optimizers = {}, {}
+    epochs = None                                     # the run's length, set by `fit` before `setup`
     def setup(self, model, device):
         for m in self.modules.values(): m.to(device)
     def on_epoch_start(self, model, epoch:int): pass
@@ -138,7 +139,7 @@ class Recipe:
               and isinstance(v, (int, float, str, bool, tuple, type(None)))}
         return f"{type(self).__name__}({', '.join(f'{k}={v!r}' for k, v in hp.items())})"
 
-# %% ../nbs/07_train.ipynb #331b8be2
+# %% ../nbs/07_train.ipynb #bd301408
 CHECKPOINT_FORMAT = 'robustnb.fit/1'
 
 def _rng_state(loader):
@@ -169,7 +170,7 @@ def load_checkpoint(path) -> dict:
         raise ValueError(f'checkpoint: {str(path)!r} is not a robustnb training checkpoint ({CHECKPOINT_FORMAT})')
     return ckpt
 
-# %% ../nbs/07_train.ipynb #9a649627
+# %% ../nbs/07_train.ipynb #c96741f9
 def _check_labelled(dataset):
     "The first item must be (image tensor, integer label): checked on the dataset, so no batch (and no RNG draw) is spent."
     try: item = dataset[0]
@@ -200,6 +201,7 @@ def fit(model:torch.nn.Module, recipe:Recipe, train_data, epochs:int, *, val_dat
     schedule = _schedule(lr_schedule, epochs)
     opt = _make_optimizer(optimizer, model, lr, weight_decay)
     for g in opt.param_groups: g.setdefault('initial_lr', g['lr'])
+    recipe.epochs = epochs
     recipe.setup(model, dev)
     history, best, start = [], {'epoch': None, 'metric': -1.0}, 0
     ckdir = Path(checkpoint_dir) if checkpoint_dir is not None else None
