@@ -1,0 +1,125 @@
+"""Hessian benchmarks: top eigenvalue of robustnb vs PyHessian 0.1, the two Hessian-vector-product methods, the trace,
+and the cost of SAT's Taylor bounds in units of one forward+backward pass.
+
+Run from the repository root with the project's environment: `python bench/hessian.py [--repeats 7]`.
+PyHessian is a dev requirement of the project (`pip install pyhessian`); nothing else is needed.
+
+Setup: SAT's SmallCNN trained for 3 epochs on the embedded digits, one batch of 32 training images, tol 1e-3, at most 100
+iterations, CPU, the model in eval mode for both libraries (PyHessian puts it there itself). Both libraries start power
+iteration from the same vector (PyHessian draws it from the global RNG after `torch.manual_seed(0)`, robustnb from a
+generator seeded with 0, parameter by parameter) and stop on the same rule, so they run the same number of iterations;
+the table prints them, and the time per Hessian-vector product as well as the total. Contenders run alternately
+(A, B, A, B, ...), median of `--repeats` runs (see common.py).
+"""
+import argparse
+import sys
+from pathlib import Path
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from torch.utils.data import DataLoader
+
+sys.path.insert(0, str(Path(__file__).parent))
+from common import ratio_table, time_alternating  # noqa: E402
+
+from robustnb.data import load_dataset  # noqa: E402
+from robustnb.hessian import (_HessianOperator, hessian_trace, hvp, per_sample_eigen_estimate,  # noqa: E402
+                              taylor_bounds, top_eigenvalues)
+from robustnb.models import create_model  # noqa: E402
+from robustnb.train import set_seed, train_standard  # noqa: E402
+
+
+def pyhessian_top(model, x, y, tol):
+    "PyHessian's top eigenvalue from scratch (graph included); returns (value, number of Hessian-vector products)."
+    import pyhessian
+    module = sys.modules['pyhessian.hessian']
+    calls = [0]
+    product = module.hessian_vector_product
+    def counted(*args, **kwargs):
+        calls[0] += 1
+        return product(*args, **kwargs)
+    module.hessian_vector_product = counted
+    try:
+        model.zero_grad(set_to_none=True)          # PyHessian accumulates into .grad: start clean every run
+        torch.manual_seed(0)
+        values, _ = pyhessian.hessian(model, nn.CrossEntropyLoss(), data=(x, y), cuda=False).eigenvalues(maxIter=100, tol=tol)
+        model.zero_grad(set_to_none=True)
+    finally:
+        module.hessian_vector_product = product
+    return values[0], calls[0]
+
+
+def pyhessian_trace(model, x, y, n):
+    import pyhessian
+    model.zero_grad(set_to_none=True)
+    torch.manual_seed(0)
+    draws = pyhessian.hessian(model, nn.CrossEntropyLoss(), data=(x, y), cuda=False).trace(maxIter=n, tol=-1.0)
+    model.zero_grad(set_to_none=True)
+    return sum(draws) / len(draws)
+
+
+def main(repeats=7, threads=None):
+    if threads: torch.set_num_threads(threads)
+    digits = load_dataset('digits')
+    set_seed(0)
+    model = create_model('smallcnn', dataset='digits')
+    train_standard(model, DataLoader(digits, batch_size=64, shuffle=True, generator=torch.Generator().manual_seed(0)),
+                   epochs=3, progress=False)
+    model.eval().zero_grad(set_to_none=True)
+    x, y = digits.images[:32], digits.labels[:32]
+    tol = 1e-3
+    print(f'SmallCNN on digits, {sum(p.numel() for p in model.parameters()):,} parameters, batch {len(x)}, tol {tol}, '
+          f'{torch.get_num_threads()} threads, median of {repeats} alternating runs\n')
+
+    # --- top eigenvalue
+    ours = {m: top_eigenvalues(model, x, y, tol=tol, method=m) for m in ('double_backprop', 'forward_over_reverse')}
+    ph_value, ph_iters = pyhessian_top(model, x, y, tol)
+    fns = {'PyHessian 0.1': lambda: pyhessian_top(model, x, y, tol),
+           'robustnb double_backprop': lambda: top_eigenvalues(model, x, y, tol=tol),
+           'robustnb forward_over_reverse': lambda: top_eigenvalues(model, x, y, tol=tol, method='forward_over_reverse')}
+    t = time_alternating(fns, repeats=repeats)
+    iters = {'PyHessian 0.1': ph_iters, 'robustnb double_backprop': ours['double_backprop'].iterations[0],
+             'robustnb forward_over_reverse': ours['forward_over_reverse'].iterations[0]}
+    print(ratio_table(t, 'PyHessian 0.1', 'top eigenvalue, total time (graph + power iteration)'))
+    print(f'\n{"contender":<32}{"eigenvalue":>12}{"iterations":>12}{"ms/iteration":>14}')
+    for k, v in (('PyHessian 0.1', ph_value), ('robustnb double_backprop', ours['double_backprop'].values[0].item()),
+                 ('robustnb forward_over_reverse', ours['forward_over_reverse'].values[0].item())):
+        print(f'{k:<32}{v:>12.5f}{iters[k]:>12d}{1000 * t[k] / iters[k]:>14.2f}')
+
+    # --- one Hessian-vector product
+    gen = torch.Generator().manual_seed(1)
+    v = [torch.randn(p.shape, generator=gen) for p in model.parameters()]
+    op = _HessianOperator(model, x, y)
+    fns = {'forward+backward': lambda: torch.autograd.grad(F.cross_entropy(model(x), y), list(model.parameters())),
+           'hvp double_backprop': lambda: hvp(model, x, y, v),
+           'hvp forward_over_reverse': lambda: hvp(model, x, y, v, method='forward_over_reverse'),
+           'product on a kept graph': lambda: op(v)}
+    print('\n' + ratio_table(time_alternating(fns, repeats=repeats), 'forward+backward',
+                             'one Hessian-vector product, in units of one forward+backward pass'))
+
+    # --- trace
+    n = 30
+    fns = {'PyHessian 0.1 trace': lambda: pyhessian_trace(model, x, y, n),
+           'robustnb hessian_trace': lambda: hessian_trace(model, x, y, n_samples=n)}
+    print('\n' + ratio_table(time_alternating(fns, repeats=repeats), 'PyHessian 0.1 trace', f'Hutchinson trace, {n} probes'))
+
+    # --- SAT's Taylor bounds
+    xb, yb = digits.images[:128], digits.labels[:128]
+    fns = {'forward+backward (32)': lambda: torch.autograd.grad(F.cross_entropy(model(x), y), list(model.parameters())),
+           'taylor_bounds (32)': lambda: taylor_bounds(model, x, y),
+           'forward+backward (128)': lambda: torch.autograd.grad(F.cross_entropy(model(xb), yb), list(model.parameters())),
+           'per_sample_eigen_estimate (128)': lambda: per_sample_eigen_estimate(model, xb, yb, sub_batch=32)}
+    t = time_alternating(fns, repeats=repeats)
+    print(f'\nSAT Taylor bounds, cost in forward+backward passes of the same batch')
+    print(f'{"taylor_bounds, batch 32":<44}{t["taylor_bounds (32)"] / t["forward+backward (32)"]:>6.2f}')
+    print(f'{"per_sample_eigen_estimate, batch 128, sub_batch 32":<44}'
+          f'{t["per_sample_eigen_estimate (128)"] / t["forward+backward (128)"]:>6.2f}')
+
+
+if __name__ == '__main__':
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument('--repeats', type=int, default=7)
+    ap.add_argument('--threads', type=int, default=None, help='torch threads (default: torch decides)')
+    args = ap.parse_args()
+    main(args.repeats, args.threads)
