@@ -1,0 +1,71 @@
+"""Training time per epoch of the gradient-matching recipes relative to PGD-10 adversarial training.
+
+Each contender trains PreAct-ResNet-20 (32x32x3, batch 128, CPU) for one `robustnb.train.fit` epoch over the same few
+batches of random images, so the numbers are time per training epoch on a small epoch:
+
+- PGD-10 AT: `PGDAT(preset='cifar10')` (eps 8/255, 10 steps of 2/255, random start), the baseline;
+- IGAM: `IGAM(teacher)` with its defaults (J = grad of the CE loss, discriminator 8-16-32-64 stepped every 5 batches),
+  and `IGAM(teacher, preset='cifar100/cifar10')` (IGAM App. A: 16-32-64-128-256, every 10 batches);
+- Sarkar et al., phase 1: `SaliencyCurriculum(teacher, preset='cifar10')` in its first phase (J^TCI, a discriminator
+  step every batch); phase 2 (two student gradients and two discriminators) is shown for information.
+
+The teacher is another PreAct-ResNet-20 (no input transform). Contenders run in alternation, median of >= 5 rounds
+(bench/common.py). Targets (issue 7): IGAM <= 0.45x and Sarkar phase 1 <= 0.5x a PGD-10 AT epoch.
+
+    OMP_NUM_THREADS=1 python bench/recipes.py          # from the repository root, in the project's environment
+"""
+import argparse
+import sys
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import ratio_table, time_alternating  # noqa: E402
+
+from robustnb.matching import IGAM, SaliencyCurriculum  # noqa: E402
+from robustnb.models import create_model  # noqa: E402
+from robustnb.recipes import PGDAT  # noqa: E402
+from robustnb.train import fit  # noqa: E402
+
+BATCH = 128
+
+
+def contenders(batches):
+    torch.manual_seed(0)
+    data = (torch.rand(batches*BATCH, 3, 32, 32), torch.randint(0, 10, (batches*BATCH,)))
+    teacher = create_model('preactresnet20', dataset='cifar10').eval()
+    sarkar2 = SaliencyCurriculum(teacher, preset='cifar10', phase1_epochs=0)
+    recipes = {'PGD-10 AT': PGDAT(preset='cifar10'),
+               'IGAM (defaults)': IGAM(teacher),
+               'IGAM (cifar100/cifar10 preset)': IGAM(teacher, preset='cifar100/cifar10'),
+               'Sarkar phase 1 (cifar10 preset)': SaliencyCurriculum(teacher, preset='cifar10'),
+               'Sarkar phase 2 (cifar10 preset)': sarkar2}
+    fns = {}
+    for name, recipe in recipes.items():
+        model = create_model('preactresnet20', dataset='cifar10')
+        fns[name] = (lambda m, r: lambda: fit(m, r, data, epochs=1, batch_size=BATCH, lr=0.01, device='cpu', progress=False))(model, recipe)
+    return fns
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument('--repeats', type=int, default=5, help='alternating rounds (>= 5; default 5)')
+    p.add_argument('--batches', type=int, default=3, help='batches of 128 per epoch (default 3)')
+    p.add_argument('--threads', type=int, default=None, help="torch intra-op threads (default: torch's default)")
+    args = p.parse_args(argv)
+    if args.threads: torch.set_num_threads(args.threads)
+    print(f'torch {torch.__version__}, {torch.get_num_threads()} threads; PreActResNet-20 32x32x3, batch {BATCH}, '
+          f'{args.batches} batches per epoch, median of {args.repeats} alternating rounds')
+    med = time_alternating(contenders(args.batches), repeats=args.repeats, warmup=1)
+    print()
+    print(ratio_table(med, 'PGD-10 AT', title='seconds per training epoch, ratio to a PGD-10 AT epoch'))
+    targets = {'IGAM (defaults)': 0.45, 'Sarkar phase 1 (cifar10 preset)': 0.5}
+    print()
+    for name, target in targets.items():
+        r = med[name]/med['PGD-10 AT']
+        print(f'{name}: {r:.2f}x (target <= {target}x): {"met" if r <= target else "MISSED"}')
+
+
+if __name__ == '__main__':
+    main()
