@@ -6,7 +6,7 @@
 __all__ = ['ATTACK_PRESETS', 'AdversarialRecipe', 'Standard', 'PGDAT', 'TRADES', 'trades_attack', 'ALP', 'MART', 'ADT', 'AODT',
            'PSAT', 'HSAT', 'most_confusing_class', 'partner_indices', 'AGKDBML']
 
-# %% ../nbs/08_recipes.ipynb #7a1ec83d
+# %% ../nbs/08_recipes.ipynb #c5a3dd3f
 """Training recipes (robustnb.recipes): standard training, PGD-AT (Madry et al. 2018), TRADES (Zhang et al. 2019),
 ALP (Kannan et al. 2018), MART (Wang et al. 2020), ADT and AODT with their ALP/TRADES combinations (ADT §3, Eq. 1-9,
 Algorithm 1), P-SAT and H-SAT (SAT §4, Algorithm 1, App. B.3, C) and AGKD-BML (Wang et al. 2021, as in its official code).
@@ -22,7 +22,7 @@ from .losses import (DISTILLATION_KINDS, adversarial_distillation_loss, alp_loss
 from .saliency import attention_map
 from .train import Recipe
 
-# %% ../nbs/08_recipes.ipynb #b6fbbd07
+# %% ../nbs/08_recipes.ipynb #678316a3
 ATTACK_PRESETS = {
     'digits': dict(eps=0.2, alpha=0.05, steps=10),
     'mnist': dict(eps=0.3, alpha=0.02, steps=40),
@@ -54,7 +54,7 @@ class AdversarialRecipe(Recipe):
         "PGD in the recipe's threat model (eval mode, restored by the attack); keyword arguments go to `pgd`."
         return pgd(model, x, y, self.eps, self.alpha, self.steps, **kwargs)
 
-# %% ../nbs/08_recipes.ipynb #d6cfc561
+# %% ../nbs/08_recipes.ipynb #4c742c52
 class Standard(Recipe):
     "Empirical risk minimization: cross-entropy on clean inputs."
     def loss(self, model, x, y, epoch):
@@ -66,7 +66,7 @@ class PGDAT(AdversarialRecipe):
         x_adv = self.attack(model, x, y)
         return {'loss': F.cross_entropy(model(x_adv), y)}
 
-# %% ../nbs/08_recipes.ipynb #0ee1de4a
+# %% ../nbs/08_recipes.ipynb #40b32f7d
 class TRADES(AdversarialRecipe):
     "TRADES (Zhang et al. 2019): CE(f(x), y) + β·KL(f(x) ‖ f(x')), x' maximizing the KL from x + 0.001·N(0,1); β = 6."
     def __init__(self, eps:float=None, alpha:float=None, steps:int=None, beta:float=6.0, preset:str=None):
@@ -99,7 +99,7 @@ class MART(AdversarialRecipe):
         x_adv = self.attack(model, x, y, random_start=0.001)
         return mart_loss(model(x), model(x_adv), y, self.beta)
 
-# %% ../nbs/08_recipes.ipynb #7a897bf5
+# %% ../nbs/08_recipes.ipynb #887ef33d
 _PAIR_DEFAULTS = {'alp': 1.0, 'trades': 6.0}
 
 class ADT(AdversarialRecipe):
@@ -147,7 +147,7 @@ class AODT(ADT):
         self.optimizers['teacher'].step(); self.optimizers['teacher'].zero_grad(set_to_none=True)
         return {}
 
-# %% ../nbs/08_recipes.ipynb #357cf11a
+# %% ../nbs/08_recipes.ipynb #f3992844
 _SAT_PRESETS = {  # SAT App. A: step schedules (MNIST, PRN-20) and the linear schedules of Fig. 5b
     'mnist': dict(attack='mnist', psat=lambda: _StepLambda((30, 45, 60)), hsat=lambda: _StepLambda((30, 45, 60))),
     'cifar10': dict(attack='cifar10', psat=lambda: LinearSchedule(0.0, 1.0, 30, 70), hsat=lambda: LinearSchedule(0.8, 1.0, 0, 30)),
@@ -208,7 +208,7 @@ class HSAT(_SATRecipe):
         if chosen.any(): x_in[chosen] = self.attack(model, x[chosen], y[chosen])
         return {'loss': F.cross_entropy(model(x_in), y), 'lambda': lam, 'perturbed': chosen.float().mean()}
 
-# %% ../nbs/08_recipes.ipynb #582644de
+# %% ../nbs/08_recipes.ipynb #8cb17f48
 def most_confusing_class(logits:torch.Tensor, y:torch.Tensor) -> torch.Tensor:
     "The most likely class other than the label, per sample."
     return logits.scatter(1, y[:, None], float('-inf')).argmax(1)
