@@ -6,7 +6,7 @@
 __all__ = ['THREATS', 'LOSSES', 'AUTOATTACK_ATTACKS', 'frozen_eval', 'LinfStep', 'L2Step', 'ce_loss', 'cw_margin', 'pgd', 'fgsm',
            'bim', 'mim', 'cw_pgd', 'pgd_l2', 'transfer_attack', 'autoattack']
 
-# %% ../nbs/02_attacks.ipynb #5de590ac
+# %% ../nbs/02_attacks.ipynb #8038407c
 """Adversarial attacks: PGD (Madry et al. 2018, Eq. 2) as one core driven by threat-model steps, FGSM (Goodfellow et al.
 2015), BIM (Kurakin et al. 2017), MI-FGSM (Dong et al. 2018, Alg. 1), the C&W margin loss inside PGD (Carlini & Wagner
 2017; the "C&W" column of Sarkar Table 1 and ADT Table 1), the restricted perturbation set of Sarkar et al. §4.1 (phase 2),
@@ -21,7 +21,7 @@ import numbers
 import torch
 import torch.nn.functional as F
 
-# %% ../nbs/02_attacks.ipynb #7e790d11
+# %% ../nbs/02_attacks.ipynb #cce7ddcd
 @contextlib.contextmanager
 def frozen_eval(model:torch.nn.Module):
     "Context: `model` in eval mode with every parameter's `requires_grad` off; each module's mode and each flag restored on exit."
@@ -35,7 +35,7 @@ def frozen_eval(model:torch.nn.Module):
         for m, training in modes: m.training = training
         for p, flag in flags: p.requires_grad_(flag)
 
-# %% ../nbs/02_attacks.ipynb #9a2c0f88
+# %% ../nbs/02_attacks.ipynb #52e92b87
 def _per_sample(v, like):
     "A per-sample quantity of shape (N,) reshaped to broadcast against the (N, ...) tensor `like`."
     return v.view(-1, *([1]*(like.ndim - 1)))
@@ -69,7 +69,7 @@ class L2Step:
 
 THREATS = {'linf': LinfStep, 'l2': L2Step}
 
-# %% ../nbs/02_attacks.ipynb #895fcd84
+# %% ../nbs/02_attacks.ipynb #b3e32dc6
 def ce_loss(logits:torch.Tensor, y:torch.Tensor) -> torch.Tensor:
     "Cross-entropy per sample."
     return F.cross_entropy(logits, y, reduction='none')
@@ -82,7 +82,7 @@ def cw_margin(logits:torch.Tensor, y:torch.Tensor) -> torch.Tensor:
 
 LOSSES = {'ce': ce_loss, 'cw': cw_margin}
 
-# %% ../nbs/02_attacks.ipynb #b0aedd28
+# %% ../nbs/02_attacks.ipynb #7a29163c
 def _check_number(name, v, low=0.0):
     if isinstance(v, bool) or not isinstance(v, numbers.Real) or not math.isfinite(v) or v < low:
         raise ValueError(f'{name}: expected a finite float >= {low:g}, got {v!r}')
@@ -104,22 +104,25 @@ def _forked_rng():
     "Context that restores the global CPU (and, when present, CUDA) RNG state on exit."
     return torch.random.fork_rng(devices=None if torch.cuda.is_available() else [])
 
-def _check_stop(halt, n):
+def _check_stop(halt, n, name='stop'):
     if not torch.is_tensor(halt) or tuple(halt.shape) != (n,):
-        raise ValueError(f'stop: expected a rule returning a bool tensor of shape ({n},), got '
+        raise ValueError(f'{name}: expected a rule returning a bool tensor of shape ({n},), got '
                          f'{type(halt).__name__}{tuple(halt.shape) if torch.is_tensor(halt) else ""}')
-    return halt.bool()
+    return halt.bool().to(device=halt.device)
 
-def _pgd_run(model, x, y, threat, objective, steps, generator, mask, stop, momentum, start_std=None):
+def _pgd_run(model, x, y, threat, objective, steps, generator, mask, stop, momentum, start_std=None, select=None):
     "One PGD run ascending `objective(logits, y)` (a scalar) from a (random) start; returns the last iterate."
     if generator is not None:                     # the threat model's start, or TRADES/MART's x + σ·N(0, 1)
         delta = threat.random_start(generator) if start_std is None else \
                 torch.randn(x.shape, generator=generator, dtype=x.dtype, device=x.device).mul_(start_std)
         if mask is not None: delta.mul_(mask)
         adv = threat.project(delta.add_(x))
+        if select is not None:                    # the start is a move: only for the samples selected at x
+            adv = torch.where(_per_sample(_check_stop(select(x, y), len(x), 'select'), adv), adv, x)
     else: adv = x.clone()
     active = velocity = None
     for _ in range(steps):
+        moving = None if select is None else _check_stop(select(adv.detach(), y), len(x), 'select')
         adv.requires_grad_(True)
         logits = model(adv)
         if stop is not None:                      # SAT Alg. 1: the rule sees the iterate this step would move
@@ -135,7 +138,8 @@ def _pgd_run(model, x, y, threat, objective, steps, generator, mask, stop, momen
                 velocity = grad if velocity is None else velocity.mul_(momentum).add_(grad)
                 grad = velocity.clone()
             new = threat.project(threat.step(adv, grad))
-            adv = new if active is None else torch.where(_per_sample(active, adv), new, adv)
+            go = active if moving is None else (moving if active is None else active & moving)
+            adv = new if go is None else torch.where(_per_sample(go, adv), new, adv)
     return adv.detach()
 
 def _objective(loss, loss_fn, targeted):
@@ -151,7 +155,7 @@ def _objective(loss, loss_fn, targeted):
 
 def pgd(model:torch.nn.Module, x:torch.Tensor, y:torch.Tensor, eps:float, alpha:float=None, steps:int=10,
         norm:str='linf', loss='ce', random_start=True, targeted:bool=False, mask:torch.Tensor=None,
-        stop=None, momentum:float=0.0, restarts:int=1, seed:int=None) -> torch.Tensor:
+        stop=None, momentum:float=0.0, restarts:int=1, seed:int=None, select=None) -> torch.Tensor:
     "Projected gradient ascent on `loss` in the `norm` ball of radius `eps` (Madry et al. 2018, Eq. 2); returns `x_adv`."
     eps = _check_inputs(x, y, eps)
     start_std = None
@@ -169,6 +173,7 @@ def pgd(model:torch.nn.Module, x:torch.Tensor, y:torch.Tensor, eps:float, alpha:
         raise ValueError(f'restarts: expected a positive int, got {restarts!r}')
     if restarts > 1 and not random_start: raise ValueError('restarts: more than one run needs random_start=True')
     if stop is not None and not callable(stop): raise TypeError(f'stop: expected a callable (logits, y) -> bool per sample, got {stop!r}')
+    if select is not None and not callable(select): raise TypeError(f'select: expected a callable (x_adv, y) -> bool per sample, got {select!r}')
     if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int) or seed < 0):
         raise ValueError(f'seed: expected None or a non-negative int, got {seed!r}')
     if mask is not None:
@@ -187,7 +192,7 @@ def pgd(model:torch.nn.Module, x:torch.Tensor, y:torch.Tensor, eps:float, alpha:
     best = None
     with frozen_eval(model), torch.enable_grad():
         for _ in range(restarts):
-            adv = _pgd_run(model, x, y, threat, objective, steps, generator, mask, stop, momentum, start_std)
+            adv = _pgd_run(model, x, y, threat, objective, steps, generator, mask, stop, momentum, start_std, select)
             if restarts == 1: return adv
             with torch.no_grad():                 # rank this run's result: success first, then the per-sample loss
                 logits = model(adv)
@@ -201,7 +206,7 @@ def pgd(model:torch.nn.Module, x:torch.Tensor, y:torch.Tensor, eps:float, alpha:
                 best_success = best_success | success
     return best
 
-# %% ../nbs/02_attacks.ipynb #15c6c1f6
+# %% ../nbs/02_attacks.ipynb #6bdfb81c
 def fgsm(model:torch.nn.Module, x:torch.Tensor, y:torch.Tensor, eps:float, **kwargs) -> torch.Tensor:
     "Fast gradient sign method (Goodfellow et al. 2015, Eq. 3): `clip(x + ε·sign(∇ₓ loss))`, one PGD step from `x`."
     return pgd(model, x, y, eps, alpha=_check_number('eps', eps), steps=1, random_start=False, **kwargs)
@@ -228,7 +233,7 @@ def pgd_l2(model:torch.nn.Module, x:torch.Tensor, y:torch.Tensor, eps:float, alp
     "PGD in the L2 ball of radius `eps`: steps `α·g/‖g‖₂`, projection by rescaling."
     return pgd(model, x, y, eps, alpha=alpha, steps=steps, norm='l2', **kwargs)
 
-# %% ../nbs/02_attacks.ipynb #f8d5440e
+# %% ../nbs/02_attacks.ipynb #9123b01b
 def transfer_attack(source:torch.nn.Module, target:torch.nn.Module, x:torch.Tensor, y:torch.Tensor, attack=None,
                     **kwargs) -> torch.Tensor:
     "Black-box transfer (ADT Table 4): `x_adv` crafted on `source` with `attack` (default 20-step `pgd`); `target` is never queried."
@@ -236,7 +241,7 @@ def transfer_attack(source:torch.nn.Module, target:torch.nn.Module, x:torch.Tens
     if attack is None: attack, kwargs = pgd, {'steps': 20, **kwargs}
     return attack(source, x, y, **kwargs)
 
-# %% ../nbs/02_attacks.ipynb #634c457f
+# %% ../nbs/02_attacks.ipynb #db915f95
 AUTOATTACK_ATTACKS = ('apgd-ce', 'apgd-dlr', 'apgd-t', 'fab', 'fab-t', 'square')
 
 def _autoattack_backend():

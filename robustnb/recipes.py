@@ -6,7 +6,7 @@
 __all__ = ['ATTACK_PRESETS', 'AdversarialRecipe', 'Standard', 'PGDAT', 'TRADES', 'trades_attack', 'ALP', 'MART', 'ADT', 'AODT',
            'PSAT', 'HSAT', 'most_confusing_class', 'partner_indices', 'AGKDBML']
 
-# %% ../nbs/08_recipes.ipynb #c5a3dd3f
+# %% ../nbs/08_recipes.ipynb #921ee180
 """Training recipes (robustnb.recipes): standard training, PGD-AT (Madry et al. 2018), TRADES (Zhang et al. 2019),
 ALP (Kannan et al. 2018), MART (Wang et al. 2020), ADT and AODT with their ALP/TRADES combinations (ADT §3, Eq. 1-9,
 Algorithm 1), P-SAT and H-SAT (SAT §4, Algorithm 1, App. B.3, C) and AGKD-BML (Wang et al. 2021, as in its official code).
@@ -22,7 +22,7 @@ from .losses import (DISTILLATION_KINDS, adversarial_distillation_loss, alp_loss
 from .saliency import attention_map
 from .train import Recipe
 
-# %% ../nbs/08_recipes.ipynb #678316a3
+# %% ../nbs/08_recipes.ipynb #7b87b8a3
 ATTACK_PRESETS = {
     'digits': dict(eps=0.2, alpha=0.05, steps=10),
     'mnist': dict(eps=0.3, alpha=0.02, steps=40),
@@ -54,7 +54,7 @@ class AdversarialRecipe(Recipe):
         "PGD in the recipe's threat model (eval mode, restored by the attack); keyword arguments go to `pgd`."
         return pgd(model, x, y, self.eps, self.alpha, self.steps, **kwargs)
 
-# %% ../nbs/08_recipes.ipynb #4c742c52
+# %% ../nbs/08_recipes.ipynb #6339215a
 class Standard(Recipe):
     "Empirical risk minimization: cross-entropy on clean inputs."
     def loss(self, model, x, y, epoch):
@@ -66,7 +66,7 @@ class PGDAT(AdversarialRecipe):
         x_adv = self.attack(model, x, y)
         return {'loss': F.cross_entropy(model(x_adv), y)}
 
-# %% ../nbs/08_recipes.ipynb #40b32f7d
+# %% ../nbs/08_recipes.ipynb #f92ace76
 class TRADES(AdversarialRecipe):
     "TRADES (Zhang et al. 2019): CE(f(x), y) + β·KL(f(x) ‖ f(x')), x' maximizing the KL from x + 0.001·N(0,1); β = 6."
     def __init__(self, eps:float=None, alpha:float=None, steps:int=None, beta:float=6.0, preset:str=None):
@@ -99,7 +99,7 @@ class MART(AdversarialRecipe):
         x_adv = self.attack(model, x, y, random_start=0.001)
         return mart_loss(model(x), model(x_adv), y, self.beta)
 
-# %% ../nbs/08_recipes.ipynb #887ef33d
+# %% ../nbs/08_recipes.ipynb #127cd55c
 _PAIR_DEFAULTS = {'alp': 1.0, 'trades': 6.0}
 
 class ADT(AdversarialRecipe):
@@ -147,7 +147,7 @@ class AODT(ADT):
         self.optimizers['teacher'].step(); self.optimizers['teacher'].zero_grad(set_to_none=True)
         return {}
 
-# %% ../nbs/08_recipes.ipynb #f3992844
+# %% ../nbs/08_recipes.ipynb #5b877ea5
 _SAT_PRESETS = {  # SAT App. A: step schedules (MNIST, PRN-20) and the linear schedules of Fig. 5b
     'mnist': dict(attack='mnist', psat=lambda: _StepLambda((30, 45, 60)), hsat=lambda: _StepLambda((30, 45, 60))),
     'cifar10': dict(attack='cifar10', psat=lambda: LinearSchedule(0.0, 1.0, 30, 70), hsat=lambda: LinearSchedule(0.8, 1.0, 0, 30)),
@@ -190,25 +190,37 @@ class HSAT(_SATRecipe):
     "H-SAT (SAT App. B.3, C): per batch, PGD on the fraction λ(epoch) of samples with the smallest Hessian estimate."
     _default_lambda = staticmethod(lambda epochs: LinearSchedule(0.8, 1.0, 0, 0.3*epochs))
     def __init__(self, lambda_schedule=None, eps:float=None, alpha:float=None, steps:int=None, sub_batch:int=32,
-                 alpha_frac:float=0.01, preset:str=None):
+                 alpha_frac:float=0.01, reselect:str='step', preset:str=None):
         super().__init__(lambda_schedule, eps, alpha, steps, preset, 'hsat')
         if isinstance(sub_batch, bool) or not isinstance(sub_batch, int) or sub_batch < 1:
             raise ValueError(f'sub_batch: expected a positive int, got {sub_batch!r}')
-        self.sub_batch, self.alpha_frac = sub_batch, _check_weight('alpha_frac', alpha_frac)
-    def select(self, model, x, y, fraction):
-        "The samples to perturb: all for λ >= 1, none for λ <= 0, else the `fraction` with the smallest estimate."
-        if fraction >= 1: return torch.ones(len(x), dtype=torch.bool, device=x.device)
-        if fraction <= 0: return torch.zeros(len(x), dtype=torch.bool, device=x.device)
-        est = per_sample_eigen_estimate(model, x, y, sub_batch=self.sub_batch, alpha_frac=self.alpha_frac)
+        if reselect not in ('step', 'batch'):
+            raise ValueError(f"reselect: expected 'step' (SAT App. B.3) or 'batch' (one selection per batch), got {reselect!r}")
+        self.sub_batch, self.alpha_frac, self.reselect = sub_batch, _check_weight('alpha_frac', alpha_frac), reselect
+    def select(self, model, x, y, fraction, params=None):
+        "The `fraction` of samples with the smallest Hessian estimate at `x`, w.r.t. `params` (default: those requiring grad)."
+        params = [p for p in model.parameters() if p.requires_grad] if params is None else params
+        flags = [p.requires_grad for p in params]
+        for p in params: p.requires_grad_(True)           # inside the attack the parameters are frozen
+        try: est = per_sample_eigen_estimate(model, x, y, sub_batch=self.sub_batch, alpha_frac=self.alpha_frac)
+        finally:
+            for p, f in zip(params, flags): p.requires_grad_(f)
         return hessian_subset(est, fraction)
     def loss(self, model, x, y, epoch):
         lam = min(max(self.lambda_schedule(epoch), 0.0), 1.0)
-        chosen = self.select(model, x, y, lam)
-        x_in = x.clone()
-        if chosen.any(): x_in[chosen] = self.attack(model, x[chosen], y[chosen])
-        return {'loss': F.cross_entropy(model(x_in), y), 'lambda': lam, 'perturbed': chosen.float().mean()}
+        if lam >= 1: x_in = self.attack(model, x, y)        # every sample, every step: PGD-AT
+        elif lam <= 0: x_in = x                             # no sample: standard training
+        elif self.reselect == 'batch':
+            chosen = self.select(model, x, y, lam)
+            x_in = x.clone()
+            if chosen.any(): x_in[chosen] = self.attack(model, x[chosen], y[chosen])
+        else:
+            params = [p for p in model.parameters() if p.requires_grad]
+            x_in = self.attack(model, x, y, select=lambda xa, ya: self.select(model, xa, ya, lam, params))
+        perturbed = (x_in != x).flatten(1).any(1).float().mean()
+        return {'loss': F.cross_entropy(model(x_in), y), 'lambda': lam, 'perturbed': perturbed}
 
-# %% ../nbs/08_recipes.ipynb #8cb17f48
+# %% ../nbs/08_recipes.ipynb #17d001a1
 def most_confusing_class(logits:torch.Tensor, y:torch.Tensor) -> torch.Tensor:
     "The most likely class other than the label, per sample."
     return logits.scatter(1, y[:, None], float('-inf')).argmax(1)

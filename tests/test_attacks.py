@@ -225,6 +225,33 @@ def test_stop_that_never_fires_is_plain_pgd_and_one_pass_per_step(random_problem
     finally: h.remove()
 
 
+@pytest.mark.parametrize('norm,eps', [('linf', EPS), ('l2', 1.5)])
+def test_select_moves_exactly_the_selected_samples_at_each_step(norm, eps, random_problem):
+    "SAT App. B.3 subset updates: a sample left out of a step keeps its iterate through that step; the rest move."
+    model, x, y = random_problem
+    gen = torch.Generator().manual_seed(7)
+    seen, chosen = [], []
+    def rule(xa, t):
+        seen.append(xa.clone())
+        c = torch.rand(len(t), generator=gen) < 0.5
+        chosen.append(c)
+        return c
+    adv = pgd(model, x, y, eps, steps=6, norm=norm, seed=0, select=rule)
+    assert len(seen) == 7 and torch.equal(seen[0], x)                # at x (for the start), then before each step
+    iterates = seen[1:] + [adv]
+    assert torch.equal(iterates[0][~chosen[0]], x[~chosen[0]])        # no random start for samples not selected at x
+    assert not torch.equal(iterates[0][chosen[0]], x[chosen[0]])
+    for k in range(6):                                                # step k moves exactly chosen[k + 1]
+        c = chosen[k + 1]
+        assert torch.equal(iterates[k + 1][~c], iterates[k][~c])
+        moved = (iterates[k + 1] != iterates[k]).flatten(1).any(1)
+        assert moved[c].float().mean() > 0.9                          # (a step can be a no-op only at a clipped corner)
+    d = (adv - x).flatten(1)
+    assert (d.abs().amax(1) <= eps + 1e-6).all() if norm == 'linf' else (d.norm(dim=1) <= eps + 1e-5).all()
+    never = ~torch.stack(chosen).any(0)
+    assert torch.equal(adv[never], x[never])
+
+
 def test_restarts_never_worse_than_first_run(trained, digits):
     x, y = digits[0][:200], digits[1][:200]
     one, three = pgd(trained, x, y, 0.1, seed=5), pgd(trained, x, y, 0.1, seed=5, restarts=3)
