@@ -9,17 +9,16 @@ __all__ = ['quickstart', 'main']
 """The `robustnb` console script: `robustnb quickstart` trains SAT's small CNN on the embedded digits, reports its clean,
 FGSM and PGD-20 accuracy (Sarkar et al.'s settings) and draws the perturbation deltas (Sarkar Figs. 6/9)."""
 import argparse
-import sys
 import time
 from pathlib import Path
 
 import torch
 from torch.utils.data import DataLoader
 
-from .data import dataset_info, load_dataset
+from .data import load_dataset
 from .evaluate import paper_attacks, robust_accuracy
 from .models import create_model, save_model
-from .train import accuracy, default_device, set_seed, train_standard
+from .train import default_device, set_seed, train_standard
 
 # %% ../nbs/12_cli.ipynb #a90d8a70
 def _deltas_figure(model, attacks, x, y, path, eps, seed):
@@ -42,10 +41,9 @@ def quickstart(epochs:int=10, seed:int=0, device='auto', save=None, progress:boo
     start = time.perf_counter()
     train_standard(model, loader, epochs=epochs, lr=0.05, device=dev, progress=progress)
     seconds = time.perf_counter() - start
-    acc = accuracy(model, test, device=dev)
-    eps = dataset_info('digits').eps
     attacks = {k: v for k, v in paper_attacks('sarkar', 'digits').items() if k in ('FGSM', 'PGD-20')}
     table = robust_accuracy({'SmallCNN': model}, test, attacks, batch_size=len(test), seed=seed, progress=False)
+    acc, eps = table.loc['SmallCNN', 'Clean']/100, attacks['FGSM'].keywords['eps']
     print(f'SmallCNN on digits ({len(train)} train / {len(test)} test images, {epochs} epochs, {seconds:.1f} s on {dev.type})')
     print(f'test accuracy: {100*acc:.2f}%')
     pgd20 = attacks['PGD-20'].keywords

@@ -12,6 +12,8 @@ import math
 
 import torch
 
+from .attacks import cw_margin
+
 # %% ../nbs/05_curriculum.ipynb #6d0eff37
 def _num(name, v):
     if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
@@ -80,10 +82,7 @@ def probability_gap(logits:torch.Tensor, y:torch.Tensor) -> torch.Tensor:
     "SAT Eq. 12, per sample: ψ_P = max_{j≠y} softmax(logits)_j − softmax(logits)_y, in [−1, 1]."
     if logits.ndim != 2: raise ValueError(f'logits: expected an (N, C) tensor, got shape {tuple(logits.shape)}')
     if y.shape != (len(logits),): raise ValueError(f'y: expected {len(logits)} labels, got shape {tuple(y.shape)}')
-    p = torch.softmax(logits, 1)
-    true = p.gather(1, y[:, None]).squeeze(1)
-    other = p.scatter(1, y[:, None], float('-inf')).amax(1)
-    return other - true
+    return cw_margin(torch.softmax(logits, 1), y)          # C&W's margin, on probabilities instead of logits
 
 # %% ../nbs/05_curriculum.ipynb #17cbffd0
 def hessian_subset(estimates:torch.Tensor, fraction:float) -> torch.Tensor:

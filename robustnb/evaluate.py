@@ -13,19 +13,19 @@ from functools import partial
 
 import pandas as pd
 import torch
-from torch.utils.data import DataLoader, Dataset, Subset, TensorDataset
+from torch.utils.data import Subset
 from tqdm.auto import tqdm
 
-from .attacks import _forked_rng, autoattack, bim, cw_pgd, fgsm, frozen_eval, mim, pgd, transfer_attack
+from .attacks import _forked_rng, autoattack, bim, cw_pgd, evaluating, fgsm, frozen_eval, mim, pgd, transfer_attack
 from .data import DATASETS, dataset_info
-from .train import accuracy, as_loader
+from .train import as_loader
 
 # %% ../nbs/09_evaluate.ipynb #b30e3a43
-def _as_dataset(data):
-    if isinstance(data, DataLoader): return data.dataset
-    if isinstance(data, (tuple, list)) and len(data) == 2 and all(torch.is_tensor(t) for t in data): return TensorDataset(*data)
-    if isinstance(data, Dataset): return data
-    raise TypeError(f'data: expected a DataLoader, a Dataset or an (x, y) pair of tensors, got {type(data).__name__}')
+def _as_dataset(data): return as_loader(data).dataset
+
+def _correct(model, x, y) -> int:
+    "How many of (x, y) `model` classifies correctly, in eval mode (restored)."
+    with evaluating(model), torch.no_grad(): return (model(x).argmax(1) == y).sum().item()
 
 def evaluation_subset(data, n:int=None, seed:int=0) -> list:
     "Indices of the fixed evaluation subset of `data`: all of it in order, or `n` indices drawn without replacement by `seed` (sorted)."
@@ -59,13 +59,13 @@ def robust_accuracy(model, data, attacks:dict, n:int=None, batch_size:int=256, s
             for b, (x, y) in enumerate(loader):
                 x, y = x.to(dev), y.to(dev)
                 total += len(y)
-                correct['Clean'] += round(accuracy(m, (x, y), batch_size=batch_size)*len(y)); bar.update()
+                correct['Clean'] += _correct(m, x, y); bar.update()
                 for col, attack in attacks.items():
                     torch.manual_seed(seed*1_000_003 + b)
                     adv = attack(m, x, y)
                     if not torch.is_tensor(adv) or adv.shape != x.shape:
                         raise ValueError(f'attacks[{col!r}]: expected x_adv shaped {tuple(x.shape)}, got {getattr(adv, "shape", type(adv).__name__)}')
-                    correct[col] += round(accuracy(m, (adv, y), batch_size=batch_size)*len(y)); bar.update()
+                    correct[col] += _correct(m, adv, y); bar.update()
             rows[name] = {k: 100*v/total for k, v in correct.items()}
     table = pd.DataFrame.from_dict(rows, orient='index')
     table.index.name, table.attrs['n'] = 'model', total

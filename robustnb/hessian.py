@@ -30,6 +30,7 @@ def _check_batch(x, y):
 def _check_int(name, value, low=1):
     if isinstance(value, bool) or not isinstance(value, int) or value < low:
         raise ValueError(f'{name}: expected an int >= {low}, got {value!r}')
+    return value
 
 def _check_positive(name, value):
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
@@ -176,10 +177,10 @@ def hessian_trace(model, x, y, n_samples:int=100, loss_fn=None, seed:int=0, meth
         p0 = op.params[0]
         gen = torch.Generator(device=p0.device).manual_seed(seed)
         n = sum(op.sizes)
-        draws = []
+        draws, hv = [], torch.empty(n, dtype=p0.dtype, device=p0.device)
         for _ in range(n_samples):
             v = torch.randint(0, 2, (n,), generator=gen, device=p0.device).to(p0.dtype) * 2 - 1
-            draws.append((op.flat(v) @ v).item())
+            draws.append((op.flat(v, out=hv) @ v).item())
     d = torch.tensor(draws, dtype=torch.float64)
     return d.mean().item(), (d.std() / math.sqrt(n_samples)).item()
 
@@ -258,7 +259,7 @@ def per_sample_eigen_estimate(model, x, y, sub_batch:int=32, alpha_frac:float=0.
                               attack=None, dtype=None) -> torch.Tensor:
     "SAT's per-sample top-eigenvalue estimate (App. B.3, C.2): the Taylor `bound` ('upper'/'lower') with `sub_batch` gradients."
     if bound not in ('upper', 'lower'): raise ValueError(f"bound: expected 'upper' or 'lower', got {bound!r}")
-    _check_int('sub_batch', sub_batch)
+    _check_int('sub_batch', sub_batch)                  # None would mean the batch mean: not per sample
     lower, upper = taylor_bounds(model, x, y, alpha_frac, loss_fn, attack, sub_batch=sub_batch, dtype=dtype)
     return upper if bound == 'upper' else lower
 

@@ -10,13 +10,16 @@ __all__ = ['NORMS', 'IGNORES', 'normalize_direction', 'random_directions', 'loss
 """Loss landscapes and feature-space views: filter-normalized random directions and 1-D/2-D loss surfaces (Li et al. 2018;
 SAT Fig. 1, with the adversarial loss recomputed at each grid point), input-space decision slices (IGAM Fig. 7) and t-SNE
 embeddings of penultimate features (AGKD-BML supp. §7)."""
-from contextlib import contextmanager
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
+
+from .attacks import evaluating
+from .hessian import _check_int, _restored_buffers
+from .saliency import input_grad
 
 # %% ../nbs/10_landscape.ipynb #81ceee41
 NORMS = ('filter', 'layer', 'none')
@@ -45,8 +48,7 @@ def normalize_direction(model, direction:dict, norm:str='filter', ignore='biasbn
 def random_directions(model, n:int=1, norm:str='filter', ignore='biasbn', seed:int=0):
     "A filter-normalized Gaussian direction over all of `model`'s parameters (Li et al. 2018); a list of `n` when n > 1."
     _check_norm(norm, ignore)
-    if isinstance(n, bool) or not isinstance(n, int) or n < 1: raise ValueError(f'n: expected a positive int, got {n!r}')
-    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0: raise ValueError(f'seed: expected a non-negative int, got {seed!r}')
+    _check_int('n', n); _check_int('seed', seed, 0)
     params = dict(model.named_parameters())
     dev = next(iter(params.values())).device
     gen = torch.Generator(device=dev).manual_seed(seed)
@@ -63,25 +65,15 @@ def _check_direction(direction, params, name):
             raise ValueError(f'{name}: {k!r} has shape {tuple(d.shape)}, the parameter {tuple(params[k].shape)}')
 
 # %% ../nbs/10_landscape.ipynb #3e93a94e
-@contextmanager
-def _eval_mode(model):
-    "Eval mode for the duration; every submodule's own mode restored afterwards."
-    modes = [(m, m.training) for m in model.modules()]
-    model.eval()
-    try: yield
-    finally:
-        for m, mode in modes: m.training = mode
-
 def loss_on(x, y, loss_fn=None, attack=None, batch_size:int=512):
     "A callable `model -> float`: mean `loss_fn` (CE) on (x, y), in eval mode; at `attack(model, x, y)` if given (SAT Fig. 1)."
     if not torch.is_tensor(x) or x.ndim < 2 or len(x) == 0: raise ValueError('x: expected a non-empty batched tensor (N, ...)')
     if not torch.is_tensor(y) or len(y) != len(x): raise ValueError(f'y: expected a tensor of {len(x)} labels')
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise ValueError(f'batch_size: expected a positive int, got {batch_size!r}')
+    _check_int('batch_size', batch_size)
     loss_fn = F.cross_entropy if loss_fn is None else loss_fn
     def loss_of(model) -> float:
         dev = next(model.parameters()).device
-        with _eval_mode(model):
+        with evaluating(model):
             total = 0.0
             for i in range(0, len(x), batch_size):
                 xb, yb = x[i:i + batch_size].to(dev), y[i:i + batch_size].to(dev)
@@ -116,21 +108,19 @@ def loss_surface(model, loss_of_model, directions, grid=None, progress:bool=Fals
     names = sorted(set().union(*dirs), key=list(params).index)
     dirs = [{n: d[n].to(params[n]) if n in d else torch.zeros_like(params[n]) for n in names} for d in dirs]
     original = {n: params[n].detach().clone() for n in names}
-    buffers = [(b, b.detach().clone()) for b in model.buffers()]
     values = np.empty([len(a) for a in axes])
     points = list(np.ndindex(*values.shape))
-    try:
-        for idx in tqdm(points, desc='surface', disable=not progress, leave=False):
+    with _restored_buffers(model):                    # train-mode BatchNorm in a user's loss would move them
+        try:
+            for idx in tqdm(points, desc='surface', disable=not progress, leave=False):
+                with torch.no_grad():
+                    for n in names:                   # theta + a*d1 (+ b*d2), written straight into the weights
+                        params[n].copy_(original[n])
+                        for d, a, i in zip(dirs, axes, idx): params[n].add_(d[n], alpha=float(a[i]))
+                values[idx] = float(loss_of_model(model))
+        finally:
             with torch.no_grad():
-                for n in names:
-                    shifted = original[n].clone()
-                    for d, a, i in zip(dirs, axes, idx): shifted.add_(d[n], alpha=float(a[i]))
-                    params[n].copy_(shifted)
-            values[idx] = float(loss_of_model(model))
-    finally:
-        with torch.no_grad():
-            for n in names: params[n].copy_(original[n])
-            for b, saved in buffers: b.copy_(saved)
+                for n in names: params[n].copy_(original[n])
     return Surface(axes, values)
 
 # %% ../nbs/10_landscape.ipynb #70d99195
@@ -152,9 +142,7 @@ def _slice_direction(kind, model, x, y, attack, gen):
             delta = (attack(model, x, y).detach() - x)[0]
             if delta.abs().max() == 0: raise ValueError('attack: returned x unchanged, so there is no adversarial direction')
             return delta / delta.abs().max()
-        xg = x.detach().clone().requires_grad_(True)
-        (g,) = torch.autograd.grad(F.cross_entropy(model(xg), y), xg)
-        return g[0].sign()
+        return input_grad(model, x, y, 'ce')[0].sign()
     if kind == 'random':
         return (torch.randint(0, 2, x.shape[1:], generator=gen, device=x.device) * 2 - 1).to(x.dtype)
     raise ValueError(f"directions: expected 'adversarial', 'random' or a tensor shaped like x, got {kind!r}")
@@ -168,7 +156,7 @@ def decision_slice(model, x, y, directions=('adversarial', 'random'), grid=None,
     if len(directions) != 2: raise ValueError(f'directions: expected two directions, got {len(directions)}')
     axes = _grid_axes(np.linspace(-0.5, 0.5, 41) if grid is None else grid, 2)
     gen = torch.Generator(device=x.device).manual_seed(seed)
-    with _eval_mode(model):
+    with evaluating(model):
         u = _slice_direction(directions[0], model, x, y, attack, gen)
         v = _slice_direction(directions[1], model, x, y, attack, gen)
         v = v - (v * u).sum() / (u * u).sum() * u                          # orthogonal to u ...
@@ -197,7 +185,7 @@ def embed_features(model, x, x_adv=None, seed:int=0, perplexity:float=30.0, batc
     n = sum(len(p) for p in parts)
     if not 0 < perplexity < n: raise ValueError(f'perplexity: expected a value in (0, {n}) for {n} points, got {perplexity!r}')
     dev = next(model.parameters()).device
-    with _eval_mode(model), torch.no_grad():
+    with evaluating(model), torch.no_grad():
         feats = torch.cat([model.features(p[i:i + batch_size].to(dev)).flatten(1).cpu()
                            for p in parts for i in range(0, len(p), batch_size)]).double().numpy()
     init = 'pca' if feats.shape[1] >= 2 else 'random'                       # PCA needs two feature dimensions

@@ -13,54 +13,33 @@ teacher-guided saliency curriculum of Sarkar et al. 2021 (§4.1, Eq. 8-19, Fig. 
 switches of §6 and App. C). Both train the student on clean images only; robustnb.train.fit runs them."""
 import copy
 import math
-from contextlib import contextmanager
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
+from .attacks import _check_number, untracked
 from .curriculum import TopKSchedule
+from .hessian import _check_int
 from .losses import gradient_adversarial_loss, gradient_l2
 from .models import Discriminator
-from .saliency import CenterCrop, crop_gradients, input_grad, topk_mask
+from .saliency import CenterCrop, _crop_window, _input_grad_of, crop_gradients, input_grad, topk_mask
 from .train import Recipe, as_loader
 
 # %% ../nbs/08b_matching.ipynb #dd1739e2
 def student_input_grads(model, x:torch.Tensor, y:torch.Tensor, kinds=('ce',)):
     "One forward pass of `model` (in its current mode) → (logits, [input gradient of each of `kinds`]), all differentiable w.r.t. the parameters."
     xg = x.detach().requires_grad_()
-    cache = {}
-    def forward(inp):                                    # the same logits for every kind: one forward pass
-        if 'logits' not in cache: cache['logits'] = model(inp)
-        return cache['logits']
-    grads = [input_grad(forward, xg, y, kind, create_graph=True) for kind in kinds]
-    return cache['logits'], grads
+    logits = model(xg)
+    return logits, [_input_grad_of(logits, xg, y, kind, create_graph=True) for kind in kinds]
 
 # %% ../nbs/08b_matching.ipynb #1f6bdedc
-def _weight(name, v):
-    if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v < 0:
-        raise ValueError(f'{name}: expected a non-negative number, got {v!r}')
-    return float(v)
-
-def _positive_int(name, v):
-    if isinstance(v, bool) or not isinstance(v, int) or v < 1: raise ValueError(f'{name}: expected a positive int, got {v!r}')
-    return v
-
 def _preset(presets, preset, aliases={}):
     name = aliases.get(preset, preset)
     if name is not None and name not in presets:
         raise ValueError(f"preset: expected one of {', '.join(sorted([*presets, *aliases]))}, got {preset!r}")
     return presets['digits' if name is None else name]
-
-@contextmanager
-def _untracked(module):
-    "Build a graph through `module` without tracking its parameters (their `requires_grad` is restored afterwards)."
-    flags = [(p, p.requires_grad) for p in module.parameters()]
-    for p, _ in flags: p.requires_grad_(False)
-    try: yield module
-    finally:
-        for p, f in flags: p.requires_grad_(f)
 
 def _crops(transform):
     return isinstance(transform, CenterCrop) or (isinstance(transform, nn.Sequential) and any(isinstance(m, CenterCrop) for m in transform))
@@ -81,21 +60,20 @@ class GradientMatchingRecipe(Recipe):
         if not isinstance(teacher, nn.Module): raise TypeError(f'teacher: expected a torch.nn.Module, got {type(teacher).__name__}')
         if transform is not None and not isinstance(transform, nn.Module):
             raise TypeError(f'transform: expected None or a torch.nn.Module mapping student images to teacher inputs, got {type(transform).__name__}')
-        if _crops(transform):                            # fail now, not at the first batch, if the crop window is ambiguous
-            crop = transform if isinstance(transform, CenterCrop) else next(m for m in transform if isinstance(m, CenterCrop))
-            try: crop_gradients(torch.zeros(1, 1, *crop.size), torch.zeros(1, 1, *crop.size), transform)
+        self._crop = None                                # the window both gradients are cropped to (IGAM §4.3.2)
+        if _crops(transform):                            # found once, now: an ambiguous window fails here, not at a batch
+            try: self._crop = _crop_window(transform)
             except ValueError as e: raise ValueError(f'transform: {e}') from None
         if discriminator is not None and not callable(discriminator):
             raise TypeError(f'discriminator: expected None or a callable in_channels -> nn.Module, got {type(discriminator).__name__}')
-        if in_channels is not None: _positive_int('in_channels', in_channels)
+        if in_channels is not None: _check_int('in_channels', in_channels)
         self.teacher, self.transform = teacher, transform
-        self.disc_every, self.disc_lr = _positive_int('disc_every', disc_every), _weight('disc_lr', disc_lr)
+        self.disc_every, self.disc_lr = _check_int('disc_every', disc_every), _check_number('disc_lr', disc_lr)
         self.disc_widths = tuple(disc_widths)
         if not self.disc_widths or not all(isinstance(w, int) and w > 0 for w in self.disc_widths):
             raise ValueError(f'disc_widths: expected a non-empty sequence of positive ints, got {disc_widths!r}')
         self.in_channels, self.non_saturating = in_channels, bool(non_saturating)
         self._make_disc = discriminator or (lambda c: Discriminator(c, self.disc_widths))
-        self._crop = transform if _crops(transform) else None
         self._steps, self._pending, self._checked = 0, {}, False
 
     def fit_defaults(self):
@@ -156,7 +134,7 @@ class GradientMatchingRecipe(Recipe):
         "(L_adv of discriminator `name` for the student, its accuracy on the batch); keeps the gradients for its own step."
         if self._crop is not None: j_student, j_teacher = crop_gradients(j_student, j_teacher, self._crop)
         disc = self.modules[name]
-        with _untracked(disc): d_s, d_t = disc(j_student), disc(j_teacher)
+        with untracked(disc): d_s, d_t = disc(j_student), disc(j_teacher)
         self._pending[name] = (j_student.detach(), j_teacher.detach())
         acc = ((d_t > 0).to(d_t.dtype).mean() + (d_s < 0).to(d_s.dtype).mean()).detach()/2
         return gradient_adversarial_loss(d_t, d_s, self.non_saturating), acc
@@ -202,7 +180,7 @@ def finetune_logit_layer(teacher:nn.Module, data, epochs:int=10, num_classes:int
                          layer:str='fc', lr:float=0.01, batch_size:int=128, seed:int=0, progress:bool=True) -> nn.Module:
     "IGAM §4.1 (Eq. 5-6): a frozen copy of `teacher` with a NEW logit layer `layer` trained on `data` (the original is untouched)."
     if not isinstance(teacher, nn.Module): raise TypeError(f'teacher: expected a torch.nn.Module, got {type(teacher).__name__}')
-    epochs = _positive_int('epochs', epochs)
+    epochs = _check_int('epochs', epochs)
     if not (isinstance(lr, (int, float)) and lr > 0): raise ValueError(f'lr: expected a positive learning rate, got {lr!r}')
     if transform is not None and not isinstance(transform, nn.Module):
         raise TypeError(f'transform: expected None or a torch.nn.Module, got {type(transform).__name__}')
@@ -211,7 +189,7 @@ def finetune_logit_layer(teacher:nn.Module, data, epochs:int=10, num_classes:int
     if not isinstance(old, nn.Linear):
         raise ValueError(f"layer: expected the name of the teacher's logit nn.Linear (e.g. 'fc'), got {layer!r} ({type(old).__name__})")
     loader = as_loader(data, batch_size=batch_size, shuffle=True, seed=seed)
-    k = _positive_int('num_classes', num_classes) if num_classes is not None else _num_classes(loader)
+    k = _check_int('num_classes', num_classes) if num_classes is not None else _num_classes(loader)
     new = copy.deepcopy(teacher).requires_grad_(False).eval()
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
@@ -261,7 +239,7 @@ class IGAM(GradientMatchingRecipe):
         super().__init__(teacher, transform, pick('disc_every', disc_every), disc_lr, pick('disc_widths', disc_widths),
                          discriminator, in_channels, non_saturating)
         if grad_kind not in ('ce', 'prob'): raise ValueError(f"grad_kind: expected 'ce' (Eq. 8) or 'prob' (official code), got {grad_kind!r}")
-        self.lambda_adv, self.lambda_diff = _weight('lambda_adv', pick('lambda_adv', lambda_adv)), _weight('lambda_diff', pick('lambda_diff', lambda_diff))
+        self.lambda_adv, self.lambda_diff = _check_number('lambda_adv', pick('lambda_adv', lambda_adv)), _check_number('lambda_diff', pick('lambda_diff', lambda_diff))
         self.grad_kind, self.preset = grad_kind, preset
 
     def loss(self, model, x, y, epoch):
@@ -315,8 +293,8 @@ class SaliencyCurriculum(GradientMatchingRecipe):
         pick = lambda name, v: p[name] if v is None else v
         super().__init__(teacher, transform, disc_every, disc_lr, pick('disc_widths', disc_widths), discriminator,
                          in_channels, non_saturating)
-        self.beta = _weight('beta', pick('beta', beta))
-        self.gamma_phase1, self.gamma_phase2 = _weight('gamma_phase1', pick('gamma_phase1', gamma_phase1)), _weight('gamma_phase2', pick('gamma_phase2', gamma_phase2))
+        self.beta = _check_number('beta', pick('beta', beta))
+        self.gamma_phase1, self.gamma_phase2 = _check_number('gamma_phase1', pick('gamma_phase1', gamma_phase1)), _check_number('gamma_phase2', pick('gamma_phase2', gamma_phase2))
         self.schedule = _check_schedule(schedule if schedule is not None else TopKSchedule(100, 50, 10, p['epochs_per_k']))
         self.phase1_epochs = p['phase1_epochs'] if phase1_epochs is _UNSET else phase1_epochs
         v = self.phase1_epochs

@@ -6,7 +6,7 @@
 __all__ = ['to_hwc', 'display_normalize', 'save_figure', 'show_deltas', 'show_saliency', 'show_attention', 'plot_landscape',
            'plot_decision_slice', 'plot_tsne', 'plot_eigen_scatter', 'plot_history']
 
-# %% ../nbs/11_plots.ipynb #77a7c515
+# %% ../nbs/11_plots.ipynb #37a7a678
 """Plotting helpers for the papers' figures (Sarkar Figs. 4, 6-9; IGAM Figs. 1, 4, 6, 7; SAT Figs. 1, 4, 7;
 AGKD-BML supp. §3, §7). Every function takes float32 NCHW tensors in [0, 1] (or maps) and returns the matplotlib figure."""
 from pathlib import Path
@@ -16,7 +16,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import torch
 
-# %% ../nbs/11_plots.ipynb #b55f3ca5
+# %% ../nbs/11_plots.ipynb #e9d63435
 def to_hwc(img) -> np.ndarray:
     "A CHW (or HW) tensor/array as an HW (one channel) or HWC (three channels) NumPy array for `imshow`."
     a = img.detach().cpu().float().numpy() if torch.is_tensor(img) else np.asarray(img, dtype=np.float32)
@@ -49,17 +49,37 @@ def save_figure(fig, name:str, folder='../figures', dpi:int=120) -> Path:
     fig.savefig(path, dpi=dpi, bbox_inches='tight')
     return path
 
-# %% ../nbs/11_plots.ipynb #4735c13d
+# %% ../nbs/11_plots.ipynb #dbc9aba4
+def _check_nchw(t, name):
+    if not torch.is_tensor(t) or t.ndim != 4: raise ValueError(f'{name}: expected an NCHW tensor, got {getattr(t, "shape", type(t).__name__)}')
+    return t.detach().cpu().float()
+
+def _check_n(n, total):
+    "How many images to draw: all `total` for None, else an int in [1, total]."
+    if n is None: return total
+    if isinstance(n, bool) or not isinstance(n, int) or not 0 < n <= total: raise ValueError(f'n: expected an int in [1, {total}], got {n!r}')
+    return n
+
+def _grid(n_rows, n_cols, size):
+    fig, axs = plt.subplots(n_rows, n_cols, figsize=(size*n_cols, size*n_rows), squeeze=False)
+    for ax in axs.flat: ax.set_xticks([]); ax.set_yticks([])
+    return fig, axs
+
+def _show_image(ax, img):
+    "An image in [0, 1]: one channel in grey, three as RGB."
+    a = to_hwc(img)
+    ax.imshow(a, cmap='gray' if a.ndim == 2 else None, vmin=0, vmax=1)
+
+# %% ../nbs/11_plots.ipynb #c280af12
 def show_deltas(x, adversarials:dict, eps:float=None, n:int=None, mode:str='minmax', labels=None, size:float=1.2):
     "Sarkar Figs. 6/9: one row per attack of (image, adversarial image, delta) triplets; deltas shown in [0, 1]."
-    if not torch.is_tensor(x) or x.ndim != 4: raise ValueError(f'x: expected an NCHW tensor, got {getattr(x, "shape", type(x).__name__)}')
+    x = _check_nchw(x, 'x')
     if not isinstance(adversarials, dict) or not adversarials:
         raise ValueError(f'adversarials: expected a non-empty dict {{title: NCHW tensor like x}}, got {type(adversarials).__name__}')
-    n = len(x) if n is None else n
-    if isinstance(n, bool) or not isinstance(n, int) or not 0 < n <= len(x): raise ValueError(f'n: expected an int in [1, {len(x)}], got {n!r}')
+    n = _check_n(n, len(x))
     if eps is not None and not (isinstance(eps, (int, float)) and eps > 0): raise ValueError(f'eps: expected a positive float, got {eps!r}')
     if labels is not None and len(labels) < n: raise ValueError(f'labels: expected at least {n} labels, got {len(labels)}')
-    x = x[:n].detach().cpu().float()
+    x = x[:n]
     rows = {}
     for k, adv in adversarials.items():
         if not torch.is_tensor(adv) or adv.ndim != 4 or adv.shape[1:] != x.shape[1:] or len(adv) < n:
@@ -67,14 +87,12 @@ def show_deltas(x, adversarials:dict, eps:float=None, n:int=None, mode:str='minm
         adv = adv[:n].detach().cpu().float()
         delta = ((adv - x).abs() / eps).clamp(0, 1) if eps is not None else display_normalize(adv - x, mode)
         rows[k] = (adv, delta)
-    fig, axs = plt.subplots(len(rows), 3*n, figsize=(size*3*n, size*len(rows)), squeeze=False)
-    grey = x.shape[1] == 1
+    fig, axs = _grid(len(rows), 3*n, size)
     for r, (title, (adv, delta)) in enumerate(rows.items()):
         for i in range(n):
             for j, img in enumerate((x[i], adv[i], delta[i])):
                 ax = axs[r, 3*i + j]
-                ax.imshow(to_hwc(img), cmap='gray' if grey else None, vmin=0, vmax=1)
-                ax.set_xticks([]); ax.set_yticks([])
+                _show_image(ax, img)
                 if r == 0:
                     name = ('image' if labels is None else f'image ({labels[i]})', 'adversarial', 'delta')[j]
                     ax.set_title(name, fontsize=8)
@@ -82,11 +100,7 @@ def show_deltas(x, adversarials:dict, eps:float=None, n:int=None, mode:str='minm
     fig.tight_layout()
     return fig
 
-# %% ../nbs/11_plots.ipynb #0b5cad5b
-def _check_nchw(t, name):
-    if not torch.is_tensor(t) or t.ndim != 4: raise ValueError(f'{name}: expected an NCHW tensor, got {getattr(t, "shape", type(t).__name__)}')
-    return t.detach().cpu().float()
-
+# %% ../nbs/11_plots.ipynb #40fb0b8f
 def _check_maps(maps, name, n_images):
     if not isinstance(maps, dict) or not maps: raise ValueError(f'{name}: expected a non-empty dict {{column title: NCHW tensor}}, got {type(maps).__name__}')
     out = {}
@@ -96,20 +110,10 @@ def _check_maps(maps, name, n_images):
         out[k] = m[:n_images]
     return out
 
-def _grid(n_rows, n_cols, size):
-    fig, axs = plt.subplots(n_rows, n_cols, figsize=(size*n_cols, size*n_rows), squeeze=False)
-    for ax in axs.flat: ax.set_xticks([]); ax.set_yticks([])
-    return fig, axs
-
-def _show_image(ax, img):
-    a = to_hwc(img)
-    ax.imshow(a, cmap='gray' if a.ndim == 2 else None, vmin=0, vmax=1)
-
 def show_saliency(images, saliencies:dict, labels=None, mode:str='minmax', n:int=None, size:float=1.3):
     "Grid of rows (image, saliency of each model) as in IGAM Figs. 4/6 and Sarkar Fig. 4; every map display-normalized on its own."
     images = _check_nchw(images, 'images')
-    n = len(images) if n is None else n
-    if not isinstance(n, int) or not 0 < n <= len(images): raise ValueError(f'n: expected an int in [1, {len(images)}], got {n!r}')
+    n = _check_n(n, len(images))
     images, maps = images[:n], _check_maps(saliencies, 'saliencies', n)
     if labels is not None and len(labels) < n: raise ValueError(f'labels: expected at least {n} labels, got {len(labels)}')
     fig, axs = _grid(n, 1 + len(maps), size)
@@ -124,13 +128,12 @@ def show_saliency(images, saliencies:dict, labels=None, mode:str='minmax', n:int
     fig.tight_layout()
     return fig
 
-# %% ../nbs/11_plots.ipynb #b9244196
+# %% ../nbs/11_plots.ipynb #2c047b41
 def show_attention(images, maps:dict, alpha:float=0.5, cmap:str='jet', n:int=None, size:float=1.3):
     "Grid of rows (image, each attention map overlaid on the image); maps are N×1×h×w, min-max normalized per sample."
     import torch.nn.functional as F
     images = _check_nchw(images, 'images')
-    n = len(images) if n is None else n
-    if not isinstance(n, int) or not 0 < n <= len(images): raise ValueError(f'n: expected an int in [1, {len(images)}], got {n!r}')
+    n = _check_n(n, len(images))
     if not 0 <= alpha <= 1: raise ValueError(f'alpha: expected a float in [0, 1], got {alpha!r}')
     images, maps = images[:n], _check_maps(maps, 'maps', n)
     for k, m in maps.items():
@@ -149,7 +152,7 @@ def show_attention(images, maps:dict, alpha:float=0.5, cmap:str='jet', n:int=Non
     fig.tight_layout()
     return fig
 
-# %% ../nbs/11_plots.ipynb #53fe3454
+# %% ../nbs/11_plots.ipynb #a336b3b7
 def _surface_arrays(surface):
     coords = tuple(np.asarray(c, dtype=float) for c in getattr(surface, 'coords', ()))
     values = np.asarray(getattr(surface, 'values', None), dtype=float)
@@ -184,7 +187,7 @@ def plot_landscape(surface, kind:str='contour', ax=None, levels:int=20, title:st
     if title: ax.set_title(title, fontsize=10)
     return fig
 
-# %% ../nbs/11_plots.ipynb #cebb7b7f
+# %% ../nbs/11_plots.ipynb #138f854a
 def plot_decision_slice(sl, class_names=None, ax=None, show_loss:bool=False, title:str=None, num_classes:int=None):
     "Predicted-class map of a decision slice (IGAM Fig. 7): `sl.coords`, `sl.pred` ([i, j] = coords[0][i], coords[1][j]), `sl.label`."
     coords = tuple(np.asarray(c, dtype=float) for c in getattr(sl, 'coords', ()))
@@ -212,7 +215,7 @@ def plot_decision_slice(sl, class_names=None, ax=None, show_loss:bool=False, tit
                                                    if label is not None else ''), fontsize=10)
     return ax.figure
 
-# %% ../nbs/11_plots.ipynb #b5f7b5ce
+# %% ../nbs/11_plots.ipynb #7e7cf47d
 def plot_tsne(emb, y, emb_adv=None, y_adv=None, adv_classes=None, class_names=None, ax=None, title:str=None, size:float=9):
     "AGKD-BML supp. Fig. 1-4: clean points as class-coloured triangles, adversarial points of `adv_classes` (true label) as red circles."
     emb, y = np.asarray(emb, dtype=float), np.asarray(y)
@@ -239,7 +242,7 @@ def plot_tsne(emb, y, emb_adv=None, y_adv=None, adv_classes=None, class_names=No
     if title: ax.set_title(title, fontsize=10)
     return ax.figure
 
-# %% ../nbs/11_plots.ipynb #51d5eb62
+# %% ../nbs/11_plots.ipynb #b17c6d08
 def plot_eigen_scatter(exact, approx, label:str=None, ax=None, log:bool=True, title:str=None):
     "SAT Fig. 7: exact vs. approximate per-sample top Hessian eigenvalue, Spearman rank correlation in the legend."
     from scipy.stats import spearmanr
@@ -263,7 +266,7 @@ def plot_eigen_scatter(exact, approx, label:str=None, ax=None, log:bool=True, ti
     if title: ax.set_title(title, fontsize=10)
     return ax.figure
 
-# %% ../nbs/11_plots.ipynb #06e60ea7
+# %% ../nbs/11_plots.ipynb #96c4f0d2
 def plot_history(history, terms=None, title:str=None):
     "Loss terms (left) and validation accuracy in % (right) per epoch from a `fit` history DataFrame."
     skip = {'epoch', 'lr', 'seconds', 'val_clean', 'val_robust'}

@@ -14,11 +14,11 @@ Each returns named loss terms (robustnb.losses); robustnb.train.fit does the res
 import torch
 import torch.nn.functional as F
 
-from .attacks import pgd
-from .curriculum import LinearSchedule, check_reaches, hessian_subset, probability_gap
+from .attacks import _check_number, frozen_eval, pgd
+from .curriculum import LinearSchedule, StepSchedule, check_reaches, hessian_subset, probability_gap
 from .hessian import per_sample_eigen_estimate
 from .losses import (DISTILLATION_KINDS, adversarial_distillation_loss, alp_loss, angular_triplet_loss,
-                             attention_l1, kl_div, mart_loss, trades_loss)
+                             attention_l1, kl_div, mart_kl, mart_loss, trades_loss)
 from .saliency import attention_map
 from .train import Recipe
 
@@ -31,11 +31,6 @@ ATTACK_PRESETS = {
     'tinyimagenet': dict(eps=8/255, alpha=2/255, steps=10),
 }
 
-def _check_weight(name, v):
-    if isinstance(v, bool) or not isinstance(v, (int, float)) or v < 0:
-        raise ValueError(f'{name}: expected a non-negative number, got {v!r}')
-    return float(v)
-
 class AdversarialRecipe(Recipe):
     "Base of recipes that train on attacks: threat model from `eps`/`alpha`/`steps` or a dataset `preset`."
     def __init__(self, eps:float=None, alpha:float=None, steps:int=None, preset:str=None):
@@ -45,11 +40,11 @@ class AdversarialRecipe(Recipe):
         p = ATTACK_PRESETS.get(preset, {})
         eps = p.get('eps') if eps is None else eps
         if eps is None: raise ValueError(f"eps: {type(self).__name__} needs the perturbation budget, e.g. eps=0.2 or preset='digits'")
-        self.eps = _check_weight('eps', eps)
+        self.eps = _check_number('eps', eps)
         self.steps = steps if steps is not None else p.get('steps', 10)
         if isinstance(self.steps, bool) or not isinstance(self.steps, int) or self.steps < 1:
             raise ValueError(f'steps: expected a positive int, got {self.steps!r}')
-        self.alpha = _check_weight('alpha', alpha) if alpha is not None else p.get('alpha', 2.5*self.eps/self.steps)
+        self.alpha = _check_number('alpha', alpha) if alpha is not None else p.get('alpha', 2.5*self.eps/self.steps)
     def attack(self, model, x, y, **kwargs):
         "PGD in the recipe's threat model (eval mode, restored by the attack); keyword arguments go to `pgd`."
         return pgd(model, x, y, self.eps, self.alpha, self.steps, **kwargs)
@@ -70,23 +65,20 @@ class PGDAT(AdversarialRecipe):
 class TRADES(AdversarialRecipe):
     "TRADES (Zhang et al. 2019): CE(f(x), y) + β·KL(f(x) ‖ f(x')), x' maximizing the KL from x + 0.001·N(0,1); β = 6."
     def __init__(self, eps:float=None, alpha:float=None, steps:int=None, beta:float=6.0, preset:str=None):
-        super().__init__(eps, alpha, steps, preset); self.beta = _check_weight('beta', beta)
+        super().__init__(eps, alpha, steps, preset); self.beta = _check_number('beta', beta)
     def loss(self, model, x, y, epoch):
         x_adv = trades_attack(model, x, y, self)
         return trades_loss(model(x), model(x_adv), y, self.beta)
 
 def trades_attack(model, x, y, recipe):
     "TRADES' inner maximization: sign-PGD on KL(p_nat ‖ p(x')) per sample from x + 0.001·N(0, 1)."
-    was_training = model.training
-    model.eval()
-    with torch.no_grad(): nat = model(x)
-    model.train(was_training)
+    with frozen_eval(model), torch.no_grad(): nat = model(x)        # the attack's own (eval) view of x
     return recipe.attack(model, x, y, loss=lambda logits, _: kl_div(nat, logits), random_start=0.001)
 
 class ALP(AdversarialRecipe):
     "Adversarial logit pairing (Kannan et al. 2018) as in ADT Eq. 4's baseline: CE(f(x'), y) + α·MSE(f(x'), f(x)); α = 1."
     def __init__(self, eps:float=None, alpha:float=None, steps:int=None, pair_weight:float=1.0, preset:str=None):
-        super().__init__(eps, alpha, steps, preset); self.pair_weight = _check_weight('pair_weight', pair_weight)
+        super().__init__(eps, alpha, steps, preset); self.pair_weight = _check_number('pair_weight', pair_weight)
     def loss(self, model, x, y, epoch):
         x_adv = self.attack(model, x, y)
         return alp_loss(model(x), model(x_adv), y, self.pair_weight)
@@ -94,7 +86,7 @@ class ALP(AdversarialRecipe):
 class MART(AdversarialRecipe):
     "MART (Wang et al. 2020): boosted CE on x' + β·KL(p ‖ p')·(1 − p_y), x' by PGD-CE from x + 0.001·N(0,1); β = 6."
     def __init__(self, eps:float=None, alpha:float=None, steps:int=None, beta:float=6.0, preset:str=None):
-        super().__init__(eps, alpha, steps, preset); self.beta = _check_weight('beta', beta)
+        super().__init__(eps, alpha, steps, preset); self.beta = _check_number('beta', beta)
     def loss(self, model, x, y, epoch):
         x_adv = self.attack(model, x, y, random_start=0.001)
         return mart_loss(model(x), model(x_adv), y, self.beta)
@@ -113,8 +105,8 @@ class ADT(AdversarialRecipe):
         if not isinstance(teacher, torch.nn.Module): raise TypeError(f'teacher: expected a torch.nn.Module, got {type(teacher).__name__}')
         if loss not in DISTILLATION_KINDS: raise ValueError(f"loss: expected one of {', '.join(DISTILLATION_KINDS)}, got {loss!r}")
         if pairing not in (None, 'alp', 'trades'): raise ValueError(f"pairing: expected None, 'alp' or 'trades', got {pairing!r}")
-        self.kind, self.pairing, self.T, self.kd_beta = loss, pairing, T, _check_weight('kd_beta', kd_beta)
-        self.pair_weight = _check_weight('pair_weight', _PAIR_DEFAULTS.get(pairing, 0.0) if pair_weight is None else pair_weight)
+        self.kind, self.pairing, self.T, self.kd_beta = loss, pairing, T, _check_number('kd_beta', kd_beta)
+        self.pair_weight = _check_number('pair_weight', _PAIR_DEFAULTS.get(pairing, 0.0) if pair_weight is None else pair_weight)
         self.modules = {'teacher': teacher}
     def setup(self, model, device):
         super().setup(model, device)
@@ -135,7 +127,7 @@ class AODT(ADT):
                  alpha:float=None, steps:int=None, pairing:str=None, pair_weight:float=None, preset:str=None, **kwargs):
         kwargs.setdefault('max_grad_norm', None)          # the online teacher's logits start small: no clipping needed
         super().__init__(teacher, loss, eps, alpha, steps, pairing, pair_weight, preset=preset, **kwargs)
-        self.teacher_beta, self.teacher_lr = _check_weight('beta', beta), _check_weight('teacher_lr', teacher_lr)
+        self.teacher_beta, self.teacher_lr = _check_number('beta', beta), _check_number('teacher_lr', teacher_lr)
     def setup(self, model, device):
         teacher = self.modules['teacher'].to(device).train().requires_grad_(True)
         if 'teacher' not in self.optimizers:
@@ -149,14 +141,10 @@ class AODT(ADT):
 
 # %% ../nbs/08_recipes.ipynb #5b877ea5
 _SAT_PRESETS = {  # SAT App. A: step schedules (MNIST, PRN-20) and the linear schedules of Fig. 5b
-    'mnist': dict(attack='mnist', psat=lambda: _StepLambda((30, 45, 60)), hsat=lambda: _StepLambda((30, 45, 60))),
+    'mnist': dict(attack='mnist', psat=lambda: StepSchedule(0.0, 1.0, (30, 45, 60)), hsat=lambda: StepSchedule(0.0, 1.0, (30, 45, 60))),
     'cifar10': dict(attack='cifar10', psat=lambda: LinearSchedule(0.0, 1.0, 30, 70), hsat=lambda: LinearSchedule(0.8, 1.0, 0, 30)),
     'cifar100': dict(attack='cifar100', psat=lambda: LinearSchedule(0.0, 1.0, 30, 70), hsat=lambda: LinearSchedule(0.8, 1.0, 0, 30)),
 }
-
-def _StepLambda(milestones):
-    from robustnb.curriculum import StepSchedule
-    return StepSchedule(0.0, 1.0, milestones)
 
 class _SATRecipe(AdversarialRecipe):
     "Shared by P-SAT and H-SAT: a λ schedule that must reach 1, checked against the run's length in `setup`."
@@ -187,7 +175,7 @@ class PSAT(_SATRecipe):
         return {'loss': F.cross_entropy(model(x_adv), y), 'lambda': lam}
 
 class HSAT(_SATRecipe):
-    "H-SAT (SAT App. B.3, C): per batch, PGD on the fraction λ(epoch) of samples with the smallest Hessian estimate."
+    "H-SAT (SAT App. B.3, C): PGD-AT where each step moves only the fraction λ(epoch) of samples with the smallest Hessian estimate."
     _default_lambda = staticmethod(lambda epochs: LinearSchedule(0.8, 1.0, 0, 0.3*epochs))
     def __init__(self, lambda_schedule=None, eps:float=None, alpha:float=None, steps:int=None, sub_batch:int=32,
                  alpha_frac:float=0.01, reselect:str='step', preset:str=None):
@@ -196,7 +184,7 @@ class HSAT(_SATRecipe):
             raise ValueError(f'sub_batch: expected a positive int, got {sub_batch!r}')
         if reselect not in ('step', 'batch'):
             raise ValueError(f"reselect: expected 'step' (SAT App. B.3) or 'batch' (one selection per batch), got {reselect!r}")
-        self.sub_batch, self.alpha_frac, self.reselect = sub_batch, _check_weight('alpha_frac', alpha_frac), reselect
+        self.sub_batch, self.alpha_frac, self.reselect = sub_batch, _check_number('alpha_frac', alpha_frac), reselect
     def select(self, model, x, y, fraction, params=None):
         "The `fraction` of samples with the smallest Hessian estimate at `x`, w.r.t. `params` (default: those requiring grad)."
         params = [p for p in model.parameters() if p.requires_grad] if params is None else params
@@ -243,9 +231,9 @@ class AGKDBML(AdversarialRecipe):
         if not isinstance(teacher, torch.nn.Module) or not hasattr(teacher, 'feature_maps'):
             raise TypeError(f'teacher: expected a robustnb classifier with feature_maps, got {type(teacher).__name__}')
         if not 0 <= label_smoothing < 1: raise ValueError(f'label_smoothing: expected a number in [0, 1), got {label_smoothing!r}')
-        self.label_smoothing, self.mart, self.beta = label_smoothing, bool(mart), _check_weight('beta', beta)
-        self.attention_weight = _check_weight('attention_weight', attention_weight)
-        self.triplet_weight, self.margin = _check_weight('triplet_weight', triplet_weight), _check_weight('margin', margin)
+        self.label_smoothing, self.mart, self.beta = label_smoothing, bool(mart), _check_number('beta', beta)
+        self.attention_weight = _check_number('attention_weight', attention_weight)
+        self.triplet_weight, self.margin = _check_number('triplet_weight', triplet_weight), _check_number('margin', margin)
         self.init_from_teacher = init_from_teacher
         self.modules = {'teacher': teacher}
     def setup(self, model, device):
@@ -260,16 +248,13 @@ class AGKDBML(AdversarialRecipe):
     def load_extra_state(self, state): self._initialized = state.get('initialized', True)
     def loss(self, model, x, y, epoch):
         teacher = self.modules['teacher']
-        was_training = model.training
-        model.eval()
-        with torch.no_grad(): c = most_confusing_class(model(x), y)
-        model.train(was_training)
+        with frozen_eval(model), torch.no_grad(): c = most_confusing_class(model(x), y)
         x_f = self.attack(model, x, c, targeted=True)
         j = partner_indices(y, c)
         has = j >= 0
         logits_f = model(x_f)
         terms = {'ce': F.cross_entropy(logits_f, y, label_smoothing=self.label_smoothing)}
-        if self.mart: terms['mart'] = self.beta*mart_loss(model(x), logits_f, y, self.beta)['kl']
+        if self.mart: terms['mart'] = self.beta*mart_kl(model(x), logits_f, y)
         with torch.no_grad(): att_t = attention_map(teacher, x)
         att = attention_l1(attention_map(model, x_f), att_t)
         if has.any():

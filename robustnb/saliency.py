@@ -12,11 +12,12 @@ __all__ = ['INPUT_GRAD_KINDS', 'ATTRIBUTION_METHODS', 'input_grad', 'alignment',
 
 Implements Sarkar et al. 2021 §4 (Eq. 4-9, 15, J_{T,k}), Etmann et al. 2019 (alpha, alpha+, rho-hat), IGAM (Chan et al. 2020)
 §4.2-4.3 (Eq. 8-9, 15-17, §4.3.1-4.3.3 and the transpose-convolution upsampler of §5.1.2) and AGKD-BML supp. §3."""
-from contextlib import contextmanager
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+
+from .attacks import ce_loss, cw_margin, evaluating
 
 # %% ../nbs/03_saliency.ipynb #11129598
 INPUT_GRAD_KINDS = ('tci', 'ce', 'prob', 'margin')
@@ -47,13 +48,19 @@ def _tracked(x):
 
 def _objective(logits, y, kind):
     "Per-sample scalar φₙ whose input gradient `input_grad` returns (see the table above)."
-    true = logits.gather(1, y[:, None])[:, 0]
-    if kind == 'tci': return true
-    if kind == 'ce': return F.cross_entropy(logits, y, reduction='none')
+    if kind == 'tci': return logits.gather(1, y[:, None])[:, 0]
+    if kind == 'ce': return ce_loss(logits, y)
     if kind == 'prob': return logits.softmax(1).gather(1, y[:, None])[:, 0]
     if logits.shape[1] < 2: raise ValueError("kind: 'margin' needs at least two classes")
-    others = logits.masked_fill(F.one_hot(y, logits.shape[1]).bool(), float('-inf'))
-    return true - others.amax(1)
+    return -cw_margin(logits, y)                          # true-class logit minus the largest other one
+
+def _input_grad_of(logits, xg, y, kind, create_graph=False):
+    "The input gradient of `kind` from `logits = model(xg)` already computed (one forward pass can serve several kinds)."
+    _check_logits(logits, len(xg))
+    phi = _objective(logits, _labels(y, logits), kind)
+    # the sum of per-sample values: sample n's gradient is exactly grad phi_n(x_n), independent of the batch size
+    (g,) = torch.autograd.grad(phi.sum(), xg, create_graph=create_graph)
+    return g
 
 def input_grad(model, x:torch.Tensor, y=None, kind:str='tci', create_graph:bool=False) -> torch.Tensor:
     "Per-sample input gradient (NCHW like `x`) of the true-class logit ('tci', Sarkar Eq. 8-9), cross-entropy ('ce', Sarkar Eq. 15, IGAM Eq. 8), probability ('prob') or top-two margin ('margin')."
@@ -61,23 +68,9 @@ def input_grad(model, x:torch.Tensor, y=None, kind:str='tci', create_graph:bool=
     _check_images(x)
     with torch.enable_grad():
         xg = _tracked(x)
-        logits = model(xg)
-        _check_logits(logits, len(x))
-        phi = _objective(logits, _labels(y, logits), kind)
-        # the sum of per-sample values: sample n's gradient is exactly grad phi_n(x_n), independent of the batch size
-        (g,) = torch.autograd.grad(phi.sum(), xg, create_graph=create_graph)
-    return g
+        return _input_grad_of(model(xg), xg, y, kind, create_graph)
 
 # %% ../nbs/03_saliency.ipynb #78247e0a
-@contextmanager
-def _evaluating(model):
-    "Eval mode for the duration (every submodule's own mode restored afterwards); a no-op for plain callables."
-    modes = [(m, m.training) for m in model.modules()] if isinstance(model, nn.Module) else []
-    for m, _ in modes: m.training = False
-    try: yield
-    finally:
-        for m, mode in modes: m.training = mode
-
 def _check_batch_size(batch_size):
     if not isinstance(batch_size, int) or batch_size < 1: raise ValueError(f'batch_size: expected a positive int, got {batch_size!r}')
 
@@ -89,7 +82,7 @@ def alignment(model, x:torch.Tensor, batch_size:int=256) -> torch.Tensor:
     "Per-sample alignment α(x) = |<x, ∇Ψ^{F(x)}>| / ‖∇Ψ^{F(x)}‖ of Etmann et al. (Sarkar Eq. 4), in eval mode."
     _check_images(x); _check_batch_size(batch_size)
     out = []
-    with _evaluating(model):
+    with evaluating(model):
         for xb in x.split(batch_size):
             g = input_grad(model, xb, None, 'tci').flatten(1)
             out.append(_ratio((xb.detach().flatten(1)*g).sum(1).abs(), g.norm(dim=1), 0.0))
@@ -120,14 +113,14 @@ def _boundary(model, xb):
 def linearized_robustness(model, x:torch.Tensor, batch_size:int=256) -> torch.Tensor:
     "Per-sample ρ̂(x) = min_{j≠i*} (Ψ^{i*} − Ψ^j) / ‖∇Ψ^{i*} − ∇Ψ^j‖ (Sarkar Eq. 6): L2 distance to the linearized boundary."
     _check_images(x); _check_batch_size(batch_size)
-    with _evaluating(model): return torch.cat([_boundary(model, xb)[0] for xb in x.split(batch_size)])
+    with evaluating(model): return torch.cat([_boundary(model, xb)[0] for xb in x.split(batch_size)])
 
 def binarized_alignment(model, x:torch.Tensor, runner_up:str='eq6', batch_size:int=256) -> torch.Tensor:
     "Per-sample α⁺(x) = |<x, g>| / ‖g‖, g = ∇(Ψ^{i*} − Ψ^{j*}) (Sarkar Eq. 7); j* minimizes Eq. 6 ('eq6') or is the runner-up logit ('top2')."
     if runner_up not in ('eq6', 'top2'): raise ValueError(f"runner_up: expected 'eq6' or 'top2', got {runner_up!r}")
     _check_images(x); _check_batch_size(batch_size)
     out = []
-    with _evaluating(model):
+    with evaluating(model):
         for xb in x.split(batch_size):
             g = _boundary(model, xb)[2] if runner_up == 'eq6' else input_grad(model, xb, None, 'margin').flatten(1)
             out.append(_ratio((xb.detach().flatten(1)*g).sum(1).abs(), g.norm(dim=1), 0.0))
@@ -189,7 +182,7 @@ def gradcam(model, x:torch.Tensor, target=None, layer:nn.Module=None, relu:bool=
     "Class-relevant Grad-CAM of class `target` (default: the prediction) via captum `LayerGradCam` on `feature_maps` (or `layer`), N×1×H×W in [0, 1]."
     from captum.attr import LayerGradCam
     _check_images(x)
-    with _evaluating(model):
+    with evaluating(model):
         if layer is None:
             tap = _FeatureMapsTap(model)
             forward, layer = tap, tap.maps
@@ -210,7 +203,7 @@ def attribute(model, x:torch.Tensor, y=None, method:str='saliency', baseline:flo
     _check_images(x)
     if method == 'gradcam': return gradcam(model, x, y)
     x = x.detach().requires_grad_()                      # a copy captum may differentiate (x itself is left alone)
-    with _evaluating(model):
+    with evaluating(model):
         with torch.no_grad(): y = _labels(y, model(x))
         if method == 'saliency': out = Saliency(model).attribute(x, target=y, abs=False)
         elif method == 'ig': out = IntegratedGradients(model).attribute(x, baselines=baseline, target=y, n_steps=n_steps)
@@ -303,15 +296,19 @@ class TransposeConvUpsample(nn.Module):
         _check_images(x)
         return self.conv(x)
 
-def crop_gradients(j_student:torch.Tensor, j_teacher:torch.Tensor, crop):
-    "IGAM §4.3.2: crop student and teacher input gradients alike to the teacher's window before the discriminator."
+def _crop_window(crop):
+    "The `CenterCrop` of `crop`: itself, one built from a size, or the single CenterCrop of a pipeline of channel ops and it."
     if isinstance(crop, nn.Sequential):
         crops = [i for i, m in enumerate(crop) if isinstance(m, CenterCrop)]
         if len(crops) != 1: raise ValueError(f'crop: expected a pipeline with exactly one CenterCrop, found {len(crops)}')
         if not all(isinstance(m, ChannelMean) for m in list(crop)[:crops[0]]):
             raise ValueError('crop: only channel operations may precede the CenterCrop (its window must be in target coordinates)')
         crop = crop[crops[0]]
-    if not isinstance(crop, CenterCrop): crop = CenterCrop(crop)
+    return crop if isinstance(crop, CenterCrop) else CenterCrop(crop)
+
+def crop_gradients(j_student:torch.Tensor, j_teacher:torch.Tensor, crop):
+    "IGAM §4.3.2: crop student and teacher input gradients alike to the teacher's window before the discriminator."
+    crop = _crop_window(crop)
     _check_images(j_student, 'j_student'); _check_images(j_teacher, 'j_teacher')
     if j_student.shape != j_teacher.shape:
         raise ValueError(f'j_teacher: expected the shape of j_student {tuple(j_student.shape)}, got {tuple(j_teacher.shape)}')

@@ -25,6 +25,7 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
+from .curriculum import LinearSchedule
 from .models import _atomic_save
 
 # %% ../nbs/07_train.ipynb #b0bb4e13
@@ -97,7 +98,7 @@ def piecewise_lr(milestones=(75, 90), factor:float=0.1):
 
 def linear_lr(epochs:int, end_factor:float=0.01):
     "Decay the learning rate linearly from 1× to `end_factor`× over `epochs` (Sarkar: 0.1 → 0.001 is end_factor=0.01)."
-    return lambda epoch: 1 + (end_factor - 1)*min(max(epoch/epochs, 0.0), 1.0)
+    return LinearSchedule(1.0, end_factor, 0, epochs)
 
 def cosine_lr(epochs:int):
     "Cosine decay from 1× to 0 over `epochs`."

@@ -18,7 +18,10 @@ EXE = shutil.which('robustnb', path=str(Path(sys.executable).parent)) or shutil.
 
 @pytest.mark.skipif(EXE is None, reason='the robustnb console script is not installed')
 def test_quickstart_command(tmp_path):
-    out = subprocess.run([EXE, 'quickstart', '--save', str(tmp_path/'m.pt')], capture_output=True, text=True, check=True).stdout
+    # run in tmp_path: the default figure path is relative, and the repository's figures/ must not be rewritten by a test
+    out = subprocess.run([EXE, 'quickstart', '--save', str(tmp_path/'m.pt')], capture_output=True, text=True, check=True,
+                         cwd=tmp_path).stdout
+    assert (tmp_path/'figures'/'perturbation_deltas.png').stat().st_size > 0
     acc = float(re.search(r'test accuracy: ([\d.]+)%', out).group(1))
     assert acc >= 95.0, out
     # the saved model reproduces the printed accuracy

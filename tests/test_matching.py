@@ -2,7 +2,6 @@
 protocol's promises: game signs, curriculum masks and k, frozen teachers, exact resume, bad inputs."""
 import copy
 import math
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -303,8 +302,12 @@ def test_batchnorm_student_one_forward_per_step():
     with torch.no_grad(): logits = twin(x)                             # one training-mode forward pass
     assert torch.allclose(bn[1].running_mean, twin[1].running_mean) and bn[1].num_batches_tracked.item() == 1
     assert torch.allclose(t['ce'], nn.functional.cross_entropy(logits, y))
-    logits2, (j,) = student_input_grads(copy.deepcopy(twin).train(), x, y, ('ce',))
+    student = copy.deepcopy(twin).train()
+    logits2, (j,) = student_input_grads(student, x, y, ('ce',))
+    assert torch.allclose(logits2, logits) and student[1].num_batches_tracked.item() == 2   # twin's pass + exactly one
     assert j.grad_fn is not None                                       # differentiable w.r.t. the parameters
+    logits3, none = student_input_grads(copy.deepcopy(twin).train(), x, y, ())    # no gradient asked: the logits alone
+    assert none == [] and torch.allclose(logits3, logits)
 
 
 # ---------------------------------------------------------------------------------------------------------------

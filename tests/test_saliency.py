@@ -375,6 +375,7 @@ def test_attribute_methods_on_a_linear_model():
     state = torch.random.get_rng_state()
     s1, s2 = attribute(model, xs, 1, 'smoothgrad', seed=3), attribute(model, xs, 1, 'smoothgrad', seed=3)
     assert torch.equal(s1, s2) and torch.equal(torch.random.get_rng_state(), state)
+    assert not torch.equal(s1, attribute(model, xs, 1, 'smoothgrad', seed=4))          # the seed draws the noise
     with pytest.raises(ValueError, match='^method:'): attribute(model, xs, 1, 'deeplift')
     with pytest.raises(ValueError, match='^x:'): attribute(model, xs[0], 1)
     with pytest.raises(TypeError, match='^model:'): attention_map(lin, x)
