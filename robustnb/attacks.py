@@ -6,7 +6,7 @@
 __all__ = ['THREATS', 'LOSSES', 'AUTOATTACK_ATTACKS', 'evaluating', 'untracked', 'frozen_eval', 'LinfStep', 'L2Step', 'ce_loss',
            'cw_margin', 'pgd', 'fgsm', 'bim', 'mim', 'cw_pgd', 'pgd_l2', 'transfer_attack', 'autoattack']
 
-# %% ../nbs/02_attacks.ipynb #06c61798
+# %% ../nbs/02_attacks.ipynb #acef1d20
 """Adversarial attacks: PGD (Madry et al. 2018, Eq. 2) as one core driven by threat-model steps, FGSM (Goodfellow et al.
 2015), BIM (Kurakin et al. 2017), MI-FGSM (Dong et al. 2018, Alg. 1), the C&W margin loss inside PGD (Carlini & Wagner
 2017; the "C&W" column of Sarkar Table 1 and ADT Table 1), the restricted perturbation set of Sarkar et al. §4.1 (phase 2),
@@ -21,7 +21,7 @@ import numbers
 import torch
 import torch.nn.functional as F
 
-# %% ../nbs/02_attacks.ipynb #bf174413
+# %% ../nbs/02_attacks.ipynb #0e76a9f1
 @contextlib.contextmanager
 def evaluating(model):
     "Context: `model` in eval mode, each submodule's own mode restored on exit; a no-op for callables that are not modules."
@@ -46,7 +46,7 @@ def frozen_eval(model:torch.nn.Module):
     if not isinstance(model, torch.nn.Module): raise TypeError(f'model: expected a torch.nn.Module, got {type(model).__name__}')
     with evaluating(model), untracked(model): yield model
 
-# %% ../nbs/02_attacks.ipynb #63b710db
+# %% ../nbs/02_attacks.ipynb #d1c1d308
 def _per_sample(v, like):
     "A per-sample quantity of shape (N,) reshaped to broadcast against the (N, ...) tensor `like`."
     return v.view(-1, *([1]*(like.ndim - 1)))
@@ -80,7 +80,7 @@ class L2Step:
 
 THREATS = {'linf': LinfStep, 'l2': L2Step}
 
-# %% ../nbs/02_attacks.ipynb #0b48be42
+# %% ../nbs/02_attacks.ipynb #224633f8
 def ce_loss(logits:torch.Tensor, y:torch.Tensor) -> torch.Tensor:
     "Cross-entropy per sample."
     return F.cross_entropy(logits, y, reduction='none')
@@ -93,7 +93,7 @@ def cw_margin(logits:torch.Tensor, y:torch.Tensor) -> torch.Tensor:
 
 LOSSES = {'ce': ce_loss, 'cw': cw_margin}
 
-# %% ../nbs/02_attacks.ipynb #c1548c59
+# %% ../nbs/02_attacks.ipynb #5fc31c04
 def _check_number(name, v, low=0.0):
     if isinstance(v, bool) or not isinstance(v, numbers.Real) or not math.isfinite(v) or v < low:
         raise ValueError(f'{name}: expected a finite float >= {low:g}, got {v!r}')
@@ -217,7 +217,7 @@ def pgd(model:torch.nn.Module, x:torch.Tensor, y:torch.Tensor, eps:float, alpha:
                 best_success = best_success | success
     return best
 
-# %% ../nbs/02_attacks.ipynb #2f939858
+# %% ../nbs/02_attacks.ipynb #8b41ffaa
 def fgsm(model:torch.nn.Module, x:torch.Tensor, y:torch.Tensor, eps:float, **kwargs) -> torch.Tensor:
     "Fast gradient sign method (Goodfellow et al. 2015, Eq. 3): `clip(x + ε·sign(∇ₓ loss))`, one PGD step from `x`."
     return pgd(model, x, y, eps, alpha=_check_number('eps', eps), steps=1, random_start=False, **kwargs)
@@ -244,7 +244,7 @@ def pgd_l2(model:torch.nn.Module, x:torch.Tensor, y:torch.Tensor, eps:float, alp
     "PGD in the L2 ball of radius `eps`: steps `α·g/‖g‖₂`, projection by rescaling."
     return pgd(model, x, y, eps, alpha=alpha, steps=steps, norm='l2', **kwargs)
 
-# %% ../nbs/02_attacks.ipynb #94df55ed
+# %% ../nbs/02_attacks.ipynb #c87cd73a
 def transfer_attack(source:torch.nn.Module, target:torch.nn.Module, x:torch.Tensor, y:torch.Tensor, attack=None,
                     **kwargs) -> torch.Tensor:
     "Black-box transfer (ADT Table 4): `x_adv` crafted on `source` with `attack` (default 20-step `pgd`); `target` is never queried."
@@ -252,7 +252,7 @@ def transfer_attack(source:torch.nn.Module, target:torch.nn.Module, x:torch.Tens
     if attack is None: attack, kwargs = pgd, {'steps': 20, **kwargs}
     return attack(source, x, y, **kwargs)
 
-# %% ../nbs/02_attacks.ipynb #05a927a4
+# %% ../nbs/02_attacks.ipynb #eca6be60
 AUTOATTACK_ATTACKS = ('apgd-ce', 'apgd-dlr', 'apgd-t', 'fab', 'fab-t', 'square')
 
 def _autoattack_backend():
