@@ -13,11 +13,14 @@ __all__ = ['INPUT_GRAD_KINDS', 'ATTRIBUTION_METHODS', 'input_grad', 'alignment',
 Implements Sarkar et al. 2021 §4 (Eq. 4-9, 15, J_{T,k}), Etmann et al. 2019 (alpha, alpha+, rho-hat), IGAM (Chan et al. 2020)
 §4.2-4.3 (Eq. 8-9, 15-17, §4.3.1-4.3.3 and the transpose-convolution upsampler of §5.1.2) and AGKD-BML supp. §3."""
 
+import contextlib
+
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
 from .attacks import ce_loss, cw_margin, evaluating
+from .double_backward import fast_double_backward
 
 # %% ../nbs/03_saliency.ipynb #11129598
 INPUT_GRAD_KINDS = ('tci', 'ce', 'prob', 'margin')
@@ -68,7 +71,9 @@ def input_grad(model, x:torch.Tensor, y=None, kind:str='tci', create_graph:bool=
     _check_images(x)
     with torch.enable_grad():
         xg = _tracked(x)
-        return _input_grad_of(model(xg), xg, y, kind, create_graph)
+        with fast_double_backward() if create_graph else contextlib.nullcontext():   # trained through: cheap 2nd derivatives
+            logits = model(xg)
+        return _input_grad_of(logits, xg, y, kind, create_graph)
 
 # %% ../nbs/03_saliency.ipynb #78247e0a
 def _check_batch_size(batch_size):

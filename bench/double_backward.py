@@ -1,0 +1,68 @@
+"""The gradient-matching student's step with and without `robustnb.double_backward.fast_double_backward()`.
+
+One step of IGAM's student (Chan et al. 2020, Eq. 13-14) on PreAct-ResNet-20 (32x32x3, batch 128, train mode, CPU):
+forward, J = grad_x CE with a graph, backward of CE + ||J - J_t||^2 to the parameters. "PyTorch" records PyTorch's own
+autograd nodes; "fast_double_backward" runs the forward pass inside the context (hand-written second derivatives of
+convolution, batch norm and ReLU). A PGD-10 step (10 input-gradient passes + one training pass, parameters untracked
+during the attack) is shown as the unit the recipes are compared with in bench/recipes.py. Median of >= 5 alternating
+rounds (bench/common.py).
+
+    OMP_NUM_THREADS=1 python bench/double_backward.py --threads 1      # from the repository root
+"""
+import argparse
+import contextlib
+import sys
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import ratio_table, time_alternating  # noqa: E402
+
+from robustnb.attacks import pgd  # noqa: E402
+from robustnb.double_backward import fast_double_backward  # noqa: E402
+from robustnb.models import create_model  # noqa: E402
+
+BATCH = 128
+
+
+def contenders():
+    torch.manual_seed(0)
+    x, y = torch.rand(BATCH, 3, 32, 32), torch.randint(0, 10, (BATCH,))
+    j_t = 1e-3*torch.randn_like(x)
+    model = create_model('preactresnet20', dataset='cifar10').train()
+
+    def student_step(fast):
+        xg = x.clone().requires_grad_()
+        with fast_double_backward() if fast else contextlib.nullcontext():
+            logits = model(xg)
+        (j,) = torch.autograd.grad(F.cross_entropy(logits, y, reduction='sum'), xg, create_graph=True)
+        model.zero_grad(set_to_none=True)
+        (F.cross_entropy(logits, y) + 10*(j - j_t).pow(2).sum((1, 2, 3)).mean()).backward()
+
+    def pgd_step():
+        x_adv = pgd(model, x, y, eps=8/255, alpha=2/255, steps=10)
+        model.zero_grad(set_to_none=True)
+        F.cross_entropy(model(x_adv), y).backward()
+
+    return {'PyTorch double backward': lambda: student_step(False),
+            'fast_double_backward': lambda: student_step(True),
+            'PGD-10 AT step (reference)': pgd_step}
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument('--repeats', type=int, default=7, help='alternating rounds (>= 5; default 7)')
+    p.add_argument('--threads', type=int, default=None, help="torch intra-op threads (default: torch's default)")
+    args = p.parse_args(argv)
+    if args.threads: torch.set_num_threads(args.threads)
+    print(f'torch {torch.__version__}, {torch.get_num_threads()} threads; PreActResNet-20 32x32x3, batch {BATCH}, train mode, '
+          f'median of {args.repeats} alternating rounds')
+    med = time_alternating(contenders(), repeats=args.repeats, warmup=1)
+    print()
+    print(ratio_table(med, 'PyTorch double backward', title='seconds per student step, ratio to PyTorch double backward'))
+
+
+if __name__ == '__main__':
+    main()
