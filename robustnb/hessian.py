@@ -20,6 +20,8 @@ import torch.nn.functional as F
 from torch.func import functional_call, grad as func_grad, jvp, vmap
 from tqdm.auto import tqdm
 
+from .double_backward import fast_double_backward
+
 # %% ../nbs/06_hessian.ipynb #a1f9549c
 def _check_batch(x, y):
     if not torch.is_tensor(x) or x.ndim < 2: raise TypeError(f'x: expected a batched tensor (N, ...), got {type(x).__name__}'
@@ -70,7 +72,7 @@ class _HessianOperator:
         self.method, loss_fn = method, _loss_fn(loss_fn)
         x, y = _on_device(model, x, y)
         if method == 'double_backprop':
-            loss = loss_fn(model(x), y)
+            with fast_double_backward(): loss = loss_fn(model(x), y)     # hand-written 2nd derivatives (02b)
             grads = torch.autograd.grad(loss, self.params, create_graph=True, allow_unused=True, materialize_grads=True)
             # a gradient without a graph is constant in theta: its rows of H are zero
             self._live = [i for i, g in enumerate(grads) if g.requires_grad]

@@ -6,7 +6,7 @@
 __all__ = ['IGAM_PRESETS', 'IGAM_PRESET_ALIASES', 'SARKAR_PRESETS', 'student_input_grads', 'GradientMatchingRecipe',
            'finetune_logit_layer', 'IGAM', 'SaliencyCurriculum']
 
-# %% ../nbs/08b_matching.ipynb #4c1261d2
+# %% ../nbs/08b_matching.ipynb #54f90a73
 """Gradient-matching recipes (robustnb.matching): IGAM (Chan et al. 2020, §4.1-4.3, Eq. 5-17, Algorithm 1, App. A) with
 `finetune_logit_layer` (§4.1, Eq. 6) and input transforms for a teacher of another input size (§4.3), and the two-phase
 teacher-guided saliency curriculum of Sarkar et al. 2021 (§4.1, Eq. 8-19, Fig. 1; settings of §5 and App. A; ablation
@@ -21,20 +21,21 @@ from tqdm.auto import tqdm
 
 from .attacks import _check_number, untracked
 from .curriculum import TopKSchedule
+from .double_backward import fast_double_backward
 from .hessian import _check_int
 from .losses import gradient_adversarial_loss, gradient_l2
 from .models import Discriminator
 from .saliency import CenterCrop, _crop_window, _input_grad_of, crop_gradients, input_grad, topk_mask
 from .train import Recipe, as_loader
 
-# %% ../nbs/08b_matching.ipynb #dd1739e2
+# %% ../nbs/08b_matching.ipynb #2cbe5e22
 def student_input_grads(model, x:torch.Tensor, y:torch.Tensor, kinds=('ce',)):
     "One forward pass of `model` (in its current mode) → (logits, [input gradient of each of `kinds`]), all differentiable w.r.t. the parameters."
     xg = x.detach().requires_grad_()
-    logits = model(xg)
+    with fast_double_backward(): logits = model(xg)        # the loss backpropagates through the gradients: 2nd derivatives
     return logits, [_input_grad_of(logits, xg, y, kind, create_graph=True) for kind in kinds]
 
-# %% ../nbs/08b_matching.ipynb #1f6bdedc
+# %% ../nbs/08b_matching.ipynb #f61cc789
 def _preset(presets, preset, aliases={}):
     name = aliases.get(preset, preset)
     if name is not None and name not in presets:
@@ -170,7 +171,7 @@ class GradientMatchingRecipe(Recipe):
         self._steps = state.get('steps', 0)
         for g, s in zip(self._generators(), state.get('generators', [])): g.set_state(s)
 
-# %% ../nbs/08b_matching.ipynb #69d42891
+# %% ../nbs/08b_matching.ipynb #8ac3345d
 def _num_classes(loader):
     classes = getattr(loader.dataset, 'classes', None)
     if classes is not None and len(classes): return len(classes)
@@ -208,10 +209,10 @@ def finetune_logit_layer(teacher:nn.Module, data, epochs:int=10, num_classes:int
             opt.zero_grad(set_to_none=True); loss.backward(); opt.step(); sched.step()
     return new.requires_grad_(False).eval()
 
-# %% ../nbs/08b_matching.ipynb #604e69ae
+# %% ../nbs/08b_matching.ipynb #d90d8dad
 _SMALL, _LARGE = (8, 16, 32, 64), (16, 32, 64, 128, 256)
 IGAM_PRESETS = {
-    'digits': dict(lambda_adv=1.0, lambda_diff=3.0, disc_widths=_SMALL, disc_every=5),
+    'digits': dict(lambda_adv=1.0, lambda_diff=4.0, disc_widths=_SMALL, disc_every=5),
     'cifar10/mnist': dict(lambda_adv=1.0, lambda_diff=100.0, disc_widths=_LARGE, disc_every=10),
     'cifar10/tinyimagenet-transposeconv': dict(lambda_adv=1.0, lambda_diff=10.0, disc_widths=_SMALL, disc_every=5),
     'cifar10/tinyimagenet-randompad': dict(lambda_adv=1.0, lambda_diff=10.0, disc_widths=_SMALL, disc_every=5),
@@ -256,7 +257,7 @@ class IGAM(GradientMatchingRecipe):
             total = total + self.lambda_adv*terms['adv']
         return self._finish({'loss': total, **terms}, epoch)
 
-# %% ../nbs/08b_matching.ipynb #177836d4
+# %% ../nbs/08b_matching.ipynb #558b76f6
 SARKAR_PRESETS = {
     'digits': dict(beta=2.0, gamma_phase1=1.0, gamma_phase2=2.0, phase1_epochs=None, epochs_per_k=1, disc_widths=_SMALL),
     'cifar10': dict(beta=2.0, gamma_phase1=10.0, gamma_phase2=20.0, phase1_epochs=100, epochs_per_k=15, disc_widths=_LARGE),
