@@ -16,7 +16,6 @@ torchattacks is not in robustnb's extras (it pins requests 2.25.1, which has CVE
 Without torchattacks (e.g. in the project venv) the script still times robustnb, foolbox and the floor. On a busy
 machine `--threads 1` gives much steadier numbers (two OpenMP threads stall whenever another process holds a core).
 """
-import argparse
 import sys
 from pathlib import Path
 
@@ -24,7 +23,7 @@ import torch
 import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import ratio_table, time_alternating  # noqa: E402
+from common import bench_parser, parse_bench_args, ratio_table, time_alternating  # noqa: E402
 
 from robustnb.attacks import frozen_eval, pgd  # noqa: E402
 from robustnb.models import create_model  # noqa: E402
@@ -60,12 +59,9 @@ def contenders(model, x, y):
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument('--repeats', type=int, default=7, help='alternating rounds (>= 5; default 7)')
-    p.add_argument('--threads', type=int, default=None, help="torch intra-op threads (default: torch's default)")
+    p = bench_parser(__doc__)
     p.add_argument('--models', default='smallcnn,prn20', help='comma-separated subset of smallcnn, prn20')
-    args = p.parse_args(argv)
-    if args.threads: torch.set_num_threads(args.threads)
+    args = parse_bench_args(p, argv)
     print(f'torch {torch.__version__}, {torch.get_num_threads()} threads; PGD-{STEPS}, eps {EPS:.4f}, alpha {ALPHA:.4f}, batch {BATCH}')
     torch.manual_seed(0)
     setups = {'smallcnn': ('SmallCNN 28x28x1', lambda: create_model('smallcnn', dataset='mnist'), (1, 28, 28)),

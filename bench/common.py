@@ -1,4 +1,5 @@
-"""Shared benchmark helpers: alternating repeated timing and a ratio table."""
+"""Shared benchmark helpers: the command line, alternating repeated timing and a ratio table."""
+import argparse
 import statistics
 import time
 
@@ -24,3 +25,20 @@ def ratio_table(medians, baseline, title=''):
     for k, v in medians.items():
         rows.append(f'{k:<32}{v:>12.4f}{v / medians[baseline]:>9.2f}x')
     return '\n'.join(rows)
+
+
+def bench_parser(doc, repeats=7):
+    "An argument parser described by the first line of `doc`, with the options every script has: --repeats and --threads."
+    p = argparse.ArgumentParser(description=doc.splitlines()[0])
+    p.add_argument('--repeats', type=int, default=repeats, help=f'alternating rounds (>= 5; default {repeats})')
+    p.add_argument('--threads', type=int, default=None, help="torch intra-op threads (default: torch's default)")
+    return p
+
+
+def parse_bench_args(parser, argv=None):
+    "Parse the command line and apply --threads."
+    args = parser.parse_args(argv)
+    if args.threads:
+        import torch
+        torch.set_num_threads(args.threads)
+    return args

@@ -9,7 +9,6 @@ rounds (bench/common.py).
 
     OMP_NUM_THREADS=1 python bench/double_backward.py --threads 1      # from the repository root
 """
-import argparse
 import contextlib
 import sys
 from pathlib import Path
@@ -18,7 +17,7 @@ import torch
 import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import ratio_table, time_alternating  # noqa: E402
+from common import bench_parser, parse_bench_args, ratio_table, time_alternating  # noqa: E402
 
 from robustnb.attacks import pgd  # noqa: E402
 from robustnb.double_backward import fast_double_backward  # noqa: E402
@@ -52,11 +51,7 @@ def contenders():
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument('--repeats', type=int, default=7, help='alternating rounds (>= 5; default 7)')
-    p.add_argument('--threads', type=int, default=None, help="torch intra-op threads (default: torch's default)")
-    args = p.parse_args(argv)
-    if args.threads: torch.set_num_threads(args.threads)
+    args = parse_bench_args(bench_parser(__doc__), argv)
     print(f'torch {torch.__version__}, {torch.get_num_threads()} threads; PreActResNet-20 32x32x3, batch {BATCH}, train mode, '
           f'median of {args.repeats} alternating rounds')
     med = time_alternating(contenders(), repeats=args.repeats, warmup=1)

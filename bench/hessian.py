@@ -11,7 +11,6 @@ generator seeded with 0, parameter by parameter) and stop on the same rule, so t
 the table prints them, and the time per Hessian-vector product as well as the total. Contenders run alternately
 (A, B, A, B, ...), median of `--repeats` runs (see common.py).
 """
-import argparse
 import sys
 from pathlib import Path
 
@@ -21,7 +20,7 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader
 
 sys.path.insert(0, str(Path(__file__).parent))
-from common import ratio_table, time_alternating  # noqa: E402
+from common import bench_parser, parse_bench_args, ratio_table, time_alternating  # noqa: E402
 
 from robustnb.data import load_dataset  # noqa: E402
 from robustnb.hessian import (_HessianOperator, hessian_trace, hvp, per_sample_eigen_estimate,  # noqa: E402
@@ -59,8 +58,7 @@ def pyhessian_trace(model, x, y, n):
     return sum(draws) / len(draws)
 
 
-def main(repeats=7, threads=None):
-    if threads: torch.set_num_threads(threads)
+def main(repeats=7):
     digits = load_dataset('digits')
     set_seed(0)
     model = create_model('smallcnn', dataset='digits')
@@ -118,8 +116,5 @@ def main(repeats=7, threads=None):
 
 
 if __name__ == '__main__':
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument('--repeats', type=int, default=7)
-    ap.add_argument('--threads', type=int, default=None, help='torch threads (default: torch decides)')
-    args = ap.parse_args()
-    main(args.repeats, args.threads)
+    args = parse_bench_args(bench_parser(__doc__))
+    main(args.repeats)

@@ -14,14 +14,13 @@ The teacher is another PreAct-ResNet-20 (no input transform). Contenders run in 
 
     OMP_NUM_THREADS=1 python bench/recipes.py          # from the repository root, in the project's environment
 """
-import argparse
 import sys
 from pathlib import Path
 
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import ratio_table, time_alternating  # noqa: E402
+from common import bench_parser, parse_bench_args, ratio_table, time_alternating  # noqa: E402
 
 from robustnb.matching import IGAM, SaliencyCurriculum  # noqa: E402
 from robustnb.models import create_model  # noqa: E402
@@ -49,12 +48,9 @@ def contenders(batches):
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument('--repeats', type=int, default=5, help='alternating rounds (>= 5; default 5)')
+    p = bench_parser(__doc__, repeats=5)
     p.add_argument('--batches', type=int, default=3, help='batches of 128 per epoch (default 3)')
-    p.add_argument('--threads', type=int, default=None, help="torch intra-op threads (default: torch's default)")
-    args = p.parse_args(argv)
-    if args.threads: torch.set_num_threads(args.threads)
+    args = parse_bench_args(p, argv)
     print(f'torch {torch.__version__}, {torch.get_num_threads()} threads; PreActResNet-20 32x32x3, batch {BATCH}, '
           f'{args.batches} batches per epoch, median of {args.repeats} alternating rounds')
     med = time_alternating(contenders(args.batches), repeats=args.repeats, warmup=1)
