@@ -5,7 +5,7 @@
 # %% auto #0
 __all__ = ['fast_double_backward']
 
-# %% ../nbs/02b_double_backward.ipynb #b5924af1
+# %% ../nbs/02b_double_backward.ipynb #59f675dd
 """Second-order autograd for convolution, batch norm (batch statistics) and ReLU (robustnb.double_backward): the double
 backpropagation that IGAM (Chan et al. 2020, Eq. 13-14) and Sarkar et al. (2021, Eq. 12-19) train through, and
 Hessian-vector products, with hand-written second derivatives built from first-order ATen kernels."""
@@ -16,7 +16,7 @@ import functools
 from torch.nn.modules.utils import _pair, _single, _triple
 from torch.overrides import TorchFunctionMode
 
-# %% ../nbs/02b_double_backward.ipynb #ca9e0f49
+# %% ../nbs/02b_double_backward.ipynb #26e44ec8
 def _last_derivative(backward):
     "A hand-written second derivative is not differentiable itself: refuse a graph (create_graph=True) rather than drop terms."
     @functools.wraps(backward)
@@ -60,9 +60,11 @@ class _ConvBackward(torch.autograd.Function):
         p = ctx.params
         d_g = d_x = d_w = None
         if ctx.needs_input_grad[0]:
-            terms = ([_conv(hx, w, p)] if hx is not None else []) + ([_conv(x, hw, p)] if hw is not None else [])
-            if hb is not None: terms.append(hb.view(1, -1, *[1]*(g.dim() - 2)).expand_as(g))
-            if terms: d_g = terms[0] if len(terms) == 1 else sum(terms[1:], terms[0].clone())
+            if hx is not None: d_g = _conv(hx, w, p)
+            if hw is not None: d_g = _conv(x, hw, p) if d_g is None else d_g.add_(_conv(x, hw, p))
+            if hb is not None:
+                hb = hb.view(1, -1, *[1]*(g.dim() - 2))
+                d_g = hb.expand_as(g).clone() if d_g is None else d_g.add_(hb)
         if ctx.needs_input_grad[1] and hw is not None: d_x = _conv_backward(g, x, hw, p, [True, False, False])[0]
         if ctx.needs_input_grad[2] and hx is not None: d_w = _conv_backward(g, hx, w, p, [False, True, False])[1]
         return d_g, d_x, d_w, None, None, None
@@ -80,7 +82,7 @@ class _Conv(torch.autograd.Function):
         mask = [_wanted(ctx, 0), _wanted(ctx, 1), ctx.has_bias and _wanted(ctx, 2)]
         return (*_ConvBackward.apply(g, x, w, ctx.has_bias, ctx.params, mask), None, None, None, None)
 
-# %% ../nbs/02b_double_backward.ipynb #cebd3550
+# %% ../nbs/02b_double_backward.ipynb #e9f5f41f
 _bn_backward = torch.ops.aten.native_batch_norm_backward
 
 def _shape(x): return (1, -1) + (1,)*(x.dim() - 2)
@@ -138,7 +140,7 @@ class _BatchNorm(torch.autograd.Function):
         x, w, mean, rstd = ctx.saved_tensors
         return (*_BatchNormBackward.apply(g, x, w, mean, rstd, ctx.eps), None, None, None, None)
 
-# %% ../nbs/02b_double_backward.ipynb #eec1376d
+# %% ../nbs/02b_double_backward.ipynb #a230ce82
 class _ReLUBackward(torch.autograd.Function):
     @staticmethod
     def forward(ctx, g, y):
@@ -163,7 +165,7 @@ class _ReLU(torch.autograd.Function):
         (y,) = ctx.saved_tensors
         return _ReLUBackward.apply(g, y)
 
-# %% ../nbs/02b_double_backward.ipynb #b6d32c67
+# %% ../nbs/02b_double_backward.ipynb #13d4a743
 _CONVS = {F.conv1d: _single, F.conv2d: _pair, F.conv3d: _triple}
 _RELUS = (F.relu, torch.relu, torch.Tensor.relu)
 
