@@ -5,7 +5,7 @@
 # %% auto #0
 __all__ = ['fast_double_backward']
 
-# %% ../nbs/02b_double_backward.ipynb #59f675dd
+# %% ../nbs/02b_double_backward.ipynb #6e2b439a
 """Second-order autograd for convolution, batch norm (batch statistics) and ReLU (robustnb.double_backward): the double
 backpropagation that IGAM (Chan et al. 2020, Eq. 13-14) and Sarkar et al. (2021, Eq. 12-19) train through, and
 Hessian-vector products, with hand-written second derivatives built from first-order ATen kernels."""
@@ -16,7 +16,7 @@ import functools
 from torch.nn.modules.utils import _pair, _single, _triple
 from torch.overrides import TorchFunctionMode
 
-# %% ../nbs/02b_double_backward.ipynb #26e44ec8
+# %% ../nbs/02b_double_backward.ipynb #f0f75322
 def _last_derivative(backward):
     "A hand-written second derivative is not differentiable itself: refuse a graph (create_graph=True) rather than drop terms."
     @functools.wraps(backward)
@@ -82,7 +82,7 @@ class _Conv(torch.autograd.Function):
         mask = [_wanted(ctx, 0), _wanted(ctx, 1), ctx.has_bias and _wanted(ctx, 2)]
         return (*_ConvBackward.apply(g, x, w, ctx.has_bias, ctx.params, mask), None, None, None, None)
 
-# %% ../nbs/02b_double_backward.ipynb #e9f5f41f
+# %% ../nbs/02b_double_backward.ipynb #79c075bc
 _bn_backward = torch.ops.aten.native_batch_norm_backward
 
 def _shape(x): return (1, -1) + (1,)*(x.dim() - 2)
@@ -140,7 +140,7 @@ class _BatchNorm(torch.autograd.Function):
         x, w, mean, rstd = ctx.saved_tensors
         return (*_BatchNormBackward.apply(g, x, w, mean, rstd, ctx.eps), None, None, None, None)
 
-# %% ../nbs/02b_double_backward.ipynb #a230ce82
+# %% ../nbs/02b_double_backward.ipynb #00f96895
 class _ReLUBackward(torch.autograd.Function):
     @staticmethod
     def forward(ctx, g, y):
@@ -165,7 +165,7 @@ class _ReLU(torch.autograd.Function):
         (y,) = ctx.saved_tensors
         return _ReLUBackward.apply(g, y)
 
-# %% ../nbs/02b_double_backward.ipynb #13d4a743
+# %% ../nbs/02b_double_backward.ipynb #6929a986
 _CONVS = {F.conv1d: _single, F.conv2d: _pair, F.conv3d: _triple}
 _RELUS = (F.relu, torch.relu, torch.Tensor.relu)
 
@@ -173,9 +173,20 @@ def _args(names, args, kwargs):
     p = dict(zip(names, args)); p.update(kwargs)
     return p
 
+def _autocast(device_type):
+    try: return torch.is_autocast_enabled(device_type)
+    except TypeError: return torch.is_autocast_enabled() or torch.is_autocast_cpu_enabled()    # torch < 2.4
+
+def _native_only(x):
+    "Mixed precision (autocast) and torch.func transforms (vmap, grad) keep PyTorch's own nodes: ours support neither."
+    transforms = getattr(torch._C, '_are_functorch_transforms_active', lambda: False)
+    return not torch.is_tensor(x) or _autocast(x.device.type) or transforms()
+
 class _DoubleBackwardMode(TorchFunctionMode):
     def __torch_function__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
+        if (func in _CONVS or func is F.batch_norm or func in _RELUS) and _native_only(args[0] if args else kwargs.get('input')):
+            return func(*args, **kwargs)
         if func in _CONVS:
             p = _args(('input', 'weight', 'bias', 'stride', 'padding', 'dilation', 'groups'), args, kwargs)
             if not isinstance(p.get('padding', 0), str):     # 'same'/'valid' padding: PyTorch's own node
