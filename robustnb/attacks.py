@@ -95,9 +95,20 @@ LOSSES = {'ce': ce_loss, 'cw': cw_margin}
 
 # %% ../nbs/02_attacks.ipynb #5fc31c04
 def _check_number(name, v, low=0.0):
+    "The library's number check: a finite real (not a bool) >= `low` (any finite real for low=-inf), returned as a float."
     if isinstance(v, bool) or not isinstance(v, numbers.Real) or not math.isfinite(v) or v < low:
-        raise ValueError(f'{name}: expected a finite float >= {low:g}, got {v!r}')
+        raise ValueError(f"{name}: expected a finite float{f' >= {low:g}' if low > -math.inf else ''}, got {v!r}")
     return float(v)
+
+def _check_positive(name, v):
+    if _check_number(name, v, -math.inf) <= 0: raise ValueError(f'{name}: expected a positive finite float, got {v!r}')
+    return float(v)
+
+def _check_int(name, value, low=1):
+    "The library's integer check: an int (not a bool) >= `low`, returned."
+    if isinstance(value, bool) or not isinstance(value, int) or value < low:
+        raise ValueError(f'{name}: expected an int >= {low}, got {value!r}')
+    return value
 
 def _check_inputs(x, y, eps):
     "Validate an attack's `x`, `y` and `eps` (the checks every attack shares); returns `eps` as a float."

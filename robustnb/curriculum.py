@@ -12,18 +12,14 @@ import math
 
 import torch
 
-from .attacks import cw_margin
+from .attacks import _check_number, cw_margin
 
 # %% ../nbs/05_curriculum.ipynb #6d0eff37
-def _num(name, v):
-    if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
-        raise ValueError(f'{name}: expected a finite number, got {v!r}')
-    return v
-
 class TopKSchedule:
     "Sarkar §4.1 phase 2: k = start, start − step, …, stop (in %), each for `epochs_per_k` epochs, then stop."
     def __init__(self, start:float=100, stop:float=50, step:float=10, epochs_per_k:float=15):
-        for name, v in (('start', start), ('stop', stop), ('step', step), ('epochs_per_k', epochs_per_k)): _num(name, v)
+        for name, v in (('start', start), ('stop', stop), ('step', step), ('epochs_per_k', epochs_per_k)):
+            _check_number(name, v, -math.inf)
         if not 0 < stop <= start <= 100: raise ValueError(f'start, stop: expected 0 < stop <= start <= 100 (percent), got {start}, {stop}')
         if not step > 0: raise ValueError(f'step: expected a positive number of percentage points, got {step!r}')
         if not epochs_per_k > 0: raise ValueError(f'epochs_per_k: expected a positive number of epochs, got {epochs_per_k!r}')
@@ -42,7 +38,8 @@ class TopKSchedule:
 class LinearSchedule:
     "`start` until epoch `begin`, then linear to `stop` at epoch `end`, constant afterwards (SAT App. A, Fig. 5b)."
     def __init__(self, start:float=0.0, stop:float=1.0, begin:float=0.0, end:float=10.0):
-        for name, v in (('start', start), ('stop', stop), ('begin', begin), ('end', end)): _num(name, v)
+        for name, v in (('start', start), ('stop', stop), ('begin', begin), ('end', end)):
+            _check_number(name, v, -math.inf)
         if not 0 <= begin < end: raise ValueError(f'begin, end: expected 0 <= begin < end, got {begin}, {end}')
         self.start, self.stop, self.begin, self.end = start, stop, begin, end
     final = property(lambda self: self.stop)
@@ -55,7 +52,7 @@ class LinearSchedule:
 class StepSchedule:
     "`start`, raised by equal steps at each epoch in `milestones` to reach `stop` at the last one (SAT App. A, Fig. 5a)."
     def __init__(self, start:float=0.0, stop:float=1.0, milestones=(30, 45, 60)):
-        _num('start', start); _num('stop', stop)
+        _check_number('start', start, -math.inf); _check_number('stop', stop, -math.inf)
         ms = sorted(milestones)
         if not ms or any(not isinstance(m, (int, float)) or m < 0 for m in ms):
             raise ValueError(f'milestones: expected a non-empty sequence of non-negative epochs, got {milestones!r}')
@@ -88,7 +85,7 @@ def probability_gap(logits:torch.Tensor, y:torch.Tensor) -> torch.Tensor:
 def hessian_subset(estimates:torch.Tensor, fraction:float) -> torch.Tensor:
     "SAT App. B.3: boolean mask of the round(`fraction`·n) samples with the smallest Hessian `estimates` (stable ties)."
     if estimates.ndim != 1: raise ValueError(f'estimates: expected a 1-D tensor of per-sample values, got shape {tuple(estimates.shape)}')
-    _num('fraction', fraction)
+    _check_number('fraction', fraction, -math.inf)
     if not 0 <= fraction <= 1: raise ValueError(f'fraction: expected a number in [0, 1], got {fraction!r}')
     k = int(round(fraction*len(estimates)))
     order = torch.sort(estimates, stable=True).indices

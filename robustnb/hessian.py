@@ -20,6 +20,7 @@ import torch.nn.functional as F
 from torch.func import functional_call, grad as func_grad, jvp, vmap
 from tqdm.auto import tqdm
 
+from .attacks import _check_int, _check_positive
 from .double_backward import fast_double_backward
 
 # %% ../nbs/06_hessian.ipynb #a1f9549c
@@ -28,15 +29,6 @@ def _check_batch(x, y):
                                                              f'{" of shape " + str(tuple(x.shape)) if torch.is_tensor(x) else ""}')
     if len(x) == 0: raise ValueError('x: expected a non-empty batch, got 0 samples')
     if not torch.is_tensor(y) or len(y) != len(x): raise ValueError(f'y: expected a tensor of {len(x)} labels, got {y!r:.60}')
-
-def _check_int(name, value, low=1):
-    if isinstance(value, bool) or not isinstance(value, int) or value < low:
-        raise ValueError(f'{name}: expected an int >= {low}, got {value!r}')
-    return value
-
-def _check_positive(name, value):
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
-        raise ValueError(f'{name}: expected a positive float, got {value!r}')
 
 def _trainable(model):
     "(names, parameters) of `model`'s parameters that require grad, in `named_parameters` order."

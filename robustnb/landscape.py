@@ -17,8 +17,8 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from .attacks import evaluating
-from .hessian import _check_int, _restored_buffers
+from .attacks import _check_int, evaluating
+from .hessian import _restored_buffers
 from .saliency import input_grad
 
 # %% ../nbs/10_landscape.ipynb #81ceee41

@@ -15,6 +15,8 @@ terms with the total under 'loss'; single terms return a scalar tensor."""
 import torch
 import torch.nn.functional as F
 
+from .attacks import _check_number
+
 # %% ../nbs/04_losses.ipynb #214e42b9
 def _check_logits(*logits):
     for i, t in enumerate(logits):
@@ -25,9 +27,6 @@ def _check_logits(*logits):
 def _check_labels(y, logits):
     if not torch.is_tensor(y) or y.ndim != 1 or y.dtype not in (torch.int64, torch.int32) or len(y) != len(logits):
         raise ValueError(f'y: expected {len(logits)} integer class labels, got {getattr(y, "shape", y)}')
-
-def _check_weight(name, v):
-    if not isinstance(v, (int, float)) or v < 0: raise ValueError(f'{name}: expected a non-negative number, got {v!r}')
 
 def kl_div(p_logits:torch.Tensor, q_logits:torch.Tensor) -> torch.Tensor:
     "Per-sample KL(softmax(p) ‖ softmax(q)) = Σ_c p_c (log p_c − log q_c), computed from log-softmaxes."
@@ -47,14 +46,14 @@ def soft_cross_entropy(logits:torch.Tensor, target_probs:torch.Tensor) -> torch.
 # %% ../nbs/04_losses.ipynb #492baa7d
 def trades_loss(logits_nat:torch.Tensor, logits_adv:torch.Tensor, y:torch.Tensor, beta:float=6.0) -> dict:
     "TRADES: `ce` = CE(f(x), y) batch mean, `kl` = batch mean of KL(p_nat ‖ p_adv), `loss` = ce + β·kl."
-    _check_logits(logits_nat, logits_adv); _check_labels(y, logits_nat); _check_weight('beta', beta)
+    _check_logits(logits_nat, logits_adv); _check_labels(y, logits_nat); _check_number('beta', beta)
     ce, kl = F.cross_entropy(logits_nat, y), kl_div(logits_nat, logits_adv).mean()
     return {'loss': ce + beta*kl, 'ce': ce, 'kl': kl}
 
 # %% ../nbs/04_losses.ipynb #3e4373ad
 def alp_loss(logits_nat:torch.Tensor, logits_adv:torch.Tensor, y:torch.Tensor, alpha:float=1.0) -> dict:
     "ALP: `ce` = CE(f(x'), y), `pair` = MSE(f(x'), f(x)) over classes and batch, `loss` = ce + α·pair."
-    _check_logits(logits_nat, logits_adv); _check_labels(y, logits_nat); _check_weight('alpha', alpha)
+    _check_logits(logits_nat, logits_adv); _check_labels(y, logits_nat); _check_number('alpha', alpha)
     ce, pair = F.cross_entropy(logits_adv, y), logit_mse(logits_adv, logits_nat)
     return {'loss': ce + alpha*pair, 'ce': ce, 'pair': pair}
 
@@ -69,7 +68,7 @@ def mart_kl(logits_nat:torch.Tensor, logits_adv:torch.Tensor, y:torch.Tensor) ->
 
 def mart_loss(logits_nat:torch.Tensor, logits_adv:torch.Tensor, y:torch.Tensor, beta:float=6.0) -> dict:
     "MART: `ce` + `bce` (boosted CE on x') + β·`kl` (KL(p ‖ p') weighted by 1 − p[y]), as in the official code."
-    _check_logits(logits_nat, logits_adv); _check_labels(y, logits_nat); _check_weight('beta', beta)
+    _check_logits(logits_nat, logits_adv); _check_labels(y, logits_nat); _check_number('beta', beta)
     p_adv, p_nat = F.softmax(logits_adv, 1), F.softmax(logits_nat, 1)
     top2 = p_adv.argsort(1)[:, -2:]
     wrong = torch.where(top2[:, -1] == y, top2[:, -2], top2[:, -1])          # most likely class other than y
@@ -89,7 +88,7 @@ def adversarial_distillation_loss(student_adv:torch.Tensor, teacher_nat:torch.Te
     if kind not in DISTILLATION_KINDS: raise ValueError(f"kind: expected one of {', '.join(DISTILLATION_KINDS)}, got {kind!r}")
     if pairing not in (None, 'alp', 'trades'): raise ValueError(f"pairing: expected None, 'alp' or 'trades', got {pairing!r}")
     if pairing is not None and student_nat is None: raise ValueError(f"student_nat: pairing={pairing!r} needs the robust model's clean logits")
-    for name, v in (('alpha', alpha), ('teacher_beta', teacher_beta), ('beta', beta)): _check_weight(name, v)
+    for name, v in (('alpha', alpha), ('teacher_beta', teacher_beta), ('beta', beta)): _check_number(name, v)
     if not T > 0: raise ValueError(f'T: expected a positive temperature, got {T!r}')
     terms = {}
     if kind in ('mse', 'l1', 'l2'):
@@ -135,5 +134,5 @@ def angular_distance(a:torch.Tensor, b:torch.Tensor, eps:float=1e-8) -> torch.Te
 
 def angular_triplet_loss(anchor:torch.Tensor, positive:torch.Tensor, negative:torch.Tensor, margin:float=0.03) -> torch.Tensor:
     "Triplet loss mean(relu(d(a, p) − d(a, n) + margin)) with d = 1 − |cos| (AGKD-BML's BML term, margin 0.03)."
-    _check_weight('margin', margin)
+    _check_number('margin', margin)
     return F.relu(angular_distance(anchor, positive) - angular_distance(anchor, negative) + margin).mean()

@@ -19,10 +19,9 @@ import torch.nn as nn
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from .attacks import _check_number, untracked
+from .attacks import _check_int, _check_number, untracked
 from .curriculum import TopKSchedule
 from .double_backward import fast_double_backward
-from .hessian import _check_int
 from .losses import gradient_adversarial_loss, gradient_l2
 from .models import Discriminator
 from .saliency import CenterCrop, _crop_window, _input_grad_of, crop_gradients, input_grad, topk_mask

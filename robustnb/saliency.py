@@ -19,7 +19,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .attacks import ce_loss, cw_margin, evaluating
+from .attacks import _check_int, ce_loss, cw_margin, evaluating
 from .double_backward import fast_double_backward
 
 # %% ../nbs/03_saliency.ipynb #11129598
@@ -76,16 +76,13 @@ def input_grad(model, x:torch.Tensor, y=None, kind:str='tci', create_graph:bool=
         return _input_grad_of(logits, xg, y, kind, create_graph)
 
 # %% ../nbs/03_saliency.ipynb #78247e0a
-def _check_batch_size(batch_size):
-    if not isinstance(batch_size, int) or batch_size < 1: raise ValueError(f'batch_size: expected a positive int, got {batch_size!r}')
-
 def _ratio(num, den, empty):
     "num/den, with `empty` where den == 0"
     return torch.where(den > 0, num / den.clamp_min(torch.finfo(den.dtype).tiny), torch.full_like(num, empty))
 
 def alignment(model, x:torch.Tensor, batch_size:int=256) -> torch.Tensor:
     "Per-sample alignment α(x) = |<x, ∇Ψ^{F(x)}>| / ‖∇Ψ^{F(x)}‖ of Etmann et al. (Sarkar Eq. 4), in eval mode."
-    _check_images(x); _check_batch_size(batch_size)
+    _check_images(x); _check_int('batch_size', batch_size)
     out = []
     with evaluating(model):
         for xb in x.split(batch_size):
@@ -117,13 +114,13 @@ def _boundary(model, xb):
 
 def linearized_robustness(model, x:torch.Tensor, batch_size:int=256) -> torch.Tensor:
     "Per-sample ρ̂(x) = min_{j≠i*} (Ψ^{i*} − Ψ^j) / ‖∇Ψ^{i*} − ∇Ψ^j‖ (Sarkar Eq. 6): L2 distance to the linearized boundary."
-    _check_images(x); _check_batch_size(batch_size)
+    _check_images(x); _check_int('batch_size', batch_size)
     with evaluating(model): return torch.cat([_boundary(model, xb)[0] for xb in x.split(batch_size)])
 
 def binarized_alignment(model, x:torch.Tensor, runner_up:str='eq6', batch_size:int=256) -> torch.Tensor:
     "Per-sample α⁺(x) = |<x, g>| / ‖g‖, g = ∇(Ψ^{i*} − Ψ^{j*}) (Sarkar Eq. 7); j* minimizes Eq. 6 ('eq6') or is the runner-up logit ('top2')."
     if runner_up not in ('eq6', 'top2'): raise ValueError(f"runner_up: expected 'eq6' or 'top2', got {runner_up!r}")
-    _check_images(x); _check_batch_size(batch_size)
+    _check_images(x); _check_int('batch_size', batch_size)
     out = []
     with evaluating(model):
         for xb in x.split(batch_size):

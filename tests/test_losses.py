@@ -55,3 +55,13 @@ def test_distillation_l3_matches_reference(batch):
     soft = -(_softmax(teacher / T) * np.log(_softmax(adv / T))).sum(1).mean()
     got = adversarial_distillation_loss(_t(adv), _t(teacher), torch.tensor(y), kind='l3')['loss'].item()
     assert abs(got - ((1 - beta) * ce + 2 * beta * T * T * soft)) < 1e-6
+
+
+@pytest.mark.parametrize('bad', [-0.5, float('nan'), float('inf'), True, '6'])
+def test_weights_must_be_finite_non_negative_numbers(bad):
+    "A NaN, infinite, negative, boolean or string weight is refused by name (NaN used to pass `v < 0`)."
+    logits, y = torch.randn(4, 3), torch.tensor([0, 1, 2, 0])
+    with pytest.raises(ValueError, match='^beta: expected a finite float >= 0'):
+        trades_loss(logits, logits + 0.1, y, beta=bad)
+    with pytest.raises(ValueError, match='^beta: expected a finite float >= 0'):
+        mart_loss(logits, logits + 0.1, y, beta=bad)
