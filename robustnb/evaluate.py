@@ -16,7 +16,8 @@ import torch
 from torch.utils.data import Subset
 from tqdm.auto import tqdm
 
-from .attacks import _forked_rng, autoattack, bim, cw_pgd, evaluating, fgsm, frozen_eval, mim, pgd, transfer_attack
+from .attacks import (_check_positive, _forked_rng, autoattack, bim, cw_pgd, evaluating, fgsm, frozen_eval, mim, pgd,
+                              transfer_attack)
 from .data import DATASETS, dataset_info
 from .train import as_loader
 
@@ -101,7 +102,7 @@ def paper_attacks(paper:str, dataset:str='cifar10', eps:float=None, source:torch
         raise ValueError(f"dataset: expected one of {', '.join(DATASETS)}, got {dataset!r}")
     info = dataset_info(dataset)
     if eps is None: eps = _PAPER_EPS.get((paper, info.name), info.eps)
-    if isinstance(eps, bool) or not isinstance(eps, (int, float)) or not eps > 0: raise ValueError(f'eps: expected a positive float, got {eps!r}')
+    _check_positive('eps', eps)
     preset = _PRESETS[paper]
     columns = preset.get(info.name, list(preset['default']))
     attacks = {}
@@ -120,7 +121,7 @@ def sanity_check(model:torch.nn.Module, x:torch.Tensor, y:torch.Tensor, eps:floa
                  large_eps:float=None, aa_version:str='standard', aa_attacks=None, tol:float=1.0, seed:int=0,
                  batch_size:int=256) -> pd.DataFrame:
     "Gradient-masking checklist (Athalye et al. 2018; Carlini et al. 2019 §5) on (x, y): one row per check, with pass/fail."
-    if isinstance(eps, bool) or not isinstance(eps, (int, float)) or not eps > 0: raise ValueError(f'eps: expected a positive float, got {eps!r}')
+    _check_positive('eps', eps)
     large_eps = min(1.0, 4*eps) if large_eps is None else large_eps
     if isinstance(large_eps, bool) or not isinstance(large_eps, (int, float)) or not 0 < large_eps <= 1:
         raise ValueError(f'large_eps: expected a float in (0, 1], got {large_eps!r}')

@@ -15,7 +15,7 @@ terms with the total under 'loss'; single terms return a scalar tensor."""
 import torch
 import torch.nn.functional as F
 
-from .attacks import _check_number
+from .attacks import _check_number, _check_positive
 
 # %% ../nbs/04_losses.ipynb #214e42b9
 def _check_logits(*logits):
@@ -89,7 +89,7 @@ def adversarial_distillation_loss(student_adv:torch.Tensor, teacher_nat:torch.Te
     if pairing not in (None, 'alp', 'trades'): raise ValueError(f"pairing: expected None, 'alp' or 'trades', got {pairing!r}")
     if pairing is not None and student_nat is None: raise ValueError(f"student_nat: pairing={pairing!r} needs the robust model's clean logits")
     for name, v in (('alpha', alpha), ('teacher_beta', teacher_beta), ('beta', beta)): _check_number(name, v)
-    if not T > 0: raise ValueError(f'T: expected a positive temperature, got {T!r}')
+    _check_positive('T', T)
     terms = {}
     if kind in ('mse', 'l1', 'l2'):
         terms['distill'] = logit_mse(student_adv, teacher_nat)

@@ -19,7 +19,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from .attacks import _check_int, _check_number, untracked
+from .attacks import _check_int, _check_number, _check_positive, untracked
 from .curriculum import TopKSchedule
 from .double_backward import fast_double_backward
 from .losses import gradient_adversarial_loss, gradient_l2
@@ -181,7 +181,7 @@ def finetune_logit_layer(teacher:nn.Module, data, epochs:int=10, num_classes:int
     "IGAM §4.1 (Eq. 5-6): a frozen copy of `teacher` with a NEW logit layer `layer` trained on `data` (the original is untouched)."
     if not isinstance(teacher, nn.Module): raise TypeError(f'teacher: expected a torch.nn.Module, got {type(teacher).__name__}')
     epochs = _check_int('epochs', epochs)
-    if not (isinstance(lr, (int, float)) and lr > 0): raise ValueError(f'lr: expected a positive learning rate, got {lr!r}')
+    _check_positive('lr', lr)
     if transform is not None and not isinstance(transform, nn.Module):
         raise TypeError(f'transform: expected None or a torch.nn.Module, got {type(transform).__name__}')
     try: old = teacher.get_submodule(layer)

@@ -14,7 +14,7 @@ Each returns named loss terms (robustnb.losses); robustnb.train.fit does the res
 import torch
 import torch.nn.functional as F
 
-from .attacks import _check_number, frozen_eval, pgd
+from .attacks import _check_number, _check_positive, frozen_eval, pgd
 from .curriculum import LinearSchedule, StepSchedule, check_reaches, hessian_subset, probability_gap
 from .hessian import per_sample_eigen_estimate
 from .losses import (DISTILLATION_KINDS, adversarial_distillation_loss, alp_loss, angular_triplet_loss,
@@ -100,7 +100,7 @@ class ADT(AdversarialRecipe):
                  pairing:str=None, pair_weight:float=None, T:float=4.0, kd_beta:float=0.1, max_grad_norm:float=1.0,
                  preset:str=None):
         super().__init__(eps, alpha, steps, preset)
-        if max_grad_norm is not None and not max_grad_norm > 0: raise ValueError(f'max_grad_norm: expected None or a positive float, got {max_grad_norm!r}')
+        if max_grad_norm is not None: _check_positive('max_grad_norm', max_grad_norm)
         self.max_grad_norm = max_grad_norm
         if not isinstance(teacher, torch.nn.Module): raise TypeError(f'teacher: expected a torch.nn.Module, got {type(teacher).__name__}')
         if loss not in DISTILLATION_KINDS: raise ValueError(f"loss: expected one of {', '.join(DISTILLATION_KINDS)}, got {loss!r}")

@@ -25,6 +25,7 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
+from .attacks import _check_positive
 from .curriculum import LinearSchedule
 from .models import _atomic_save
 
@@ -71,7 +72,7 @@ def train_standard(model:torch.nn.Module, loader, epochs:int=10, lr:float=0.05, 
                    weight_decay:float=5e-4, device=None, progress:bool=True, perturb=None) -> list:
     "Train `model` with cross-entropy, SGD(momentum, weight decay) and cosine LR decay; returns the mean loss per epoch."
     if not isinstance(epochs, int) or epochs < 1: raise ValueError(f'epochs: expected a positive int, got {epochs!r}')
-    if not lr > 0: raise ValueError(f'lr: expected a positive float, got {lr!r}')
+    _check_positive('lr', lr)
     loader = as_loader(loader, batch_size=64, shuffle=True)
     device = device or next(model.parameters()).device
     opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=momentum, weight_decay=weight_decay)
@@ -207,8 +208,8 @@ def fit(model:torch.nn.Module, recipe:Recipe, train_data, epochs:int, *, val_dat
     lr = defaults['lr'] if lr is None else lr
     weight_decay = defaults['weight_decay'] if weight_decay is None else weight_decay
     max_grad_norm = defaults['max_grad_norm'] if max_grad_norm is None else max_grad_norm
-    if not lr > 0: raise ValueError(f'lr: expected a positive learning rate, got {lr!r}')
-    if max_grad_norm is not None and not max_grad_norm > 0: raise ValueError(f'max_grad_norm: expected None or a positive float, got {max_grad_norm!r}')
+    _check_positive('lr', lr)
+    if max_grad_norm is not None: _check_positive('max_grad_norm', max_grad_norm)
     dev = default_device(device)
     set_seed(seed)                                   # a resumed run restores the generators from its checkpoint below
     model.to(dev)
