@@ -4,8 +4,9 @@ One step of IGAM's student (Chan et al. 2020, Eq. 13-14) on PreAct-ResNet-20 (32
 forward, J = grad_x CE with a graph, backward of CE + ||J - J_t||^2 to the parameters. "PyTorch" records PyTorch's own
 autograd nodes; "fast_double_backward" runs the forward pass inside the context (hand-written second derivatives of
 convolution, batch norm and ReLU). A PGD-10 step (10 input-gradient passes + one training pass, parameters untracked
-during the attack) is shown as the unit the recipes are compared with in bench/recipes.py. Median of >= 5 alternating
-rounds (bench/common.py).
+during the attack) is shown as the unit the recipes are compared with in bench/recipes.py. A second table times
+Hessian-vector products as `robustnb.hessian` takes them (Pearlmutter's double backprop: the gradient graph once, then 5
+products on it) on the same network in eval mode. Median of >= 5 alternating rounds (bench/common.py).
 
     OMP_NUM_THREADS=1 python bench/double_backward.py --threads 1      # from the repository root
 """
@@ -50,6 +51,23 @@ def contenders():
             'PGD-10 AT step (reference)': pgd_step}
 
 
+def hvp_contenders(products=5):
+    torch.manual_seed(0)
+    x, y = torch.rand(BATCH, 3, 32, 32), torch.randint(0, 10, (BATCH,))
+    model = create_model('preactresnet20', dataset='cifar10').eval()
+    params = list(model.parameters())
+    v = [torch.randn_like(p) for p in params]
+
+    def products_on_graph(fast):
+        with fast_double_backward() if fast else contextlib.nullcontext():
+            loss = F.cross_entropy(model(x), y)
+        grads = torch.autograd.grad(loss, params, create_graph=True)
+        for _ in range(products): torch.autograd.grad(grads, params, v, retain_graph=True)
+
+    return {'PyTorch double backward': lambda: products_on_graph(False),
+            'fast_double_backward': lambda: products_on_graph(True)}
+
+
 def main(argv=None):
     args = parse_bench_args(bench_parser(__doc__), argv)
     print(f'torch {torch.__version__}, {torch.get_num_threads()} threads; PreActResNet-20 32x32x3, batch {BATCH}, train mode, '
@@ -57,6 +75,9 @@ def main(argv=None):
     med = time_alternating(contenders(), repeats=args.repeats, warmup=1)
     print()
     print(ratio_table(med, 'PyTorch double backward', title='seconds per student step, ratio to PyTorch double backward'))
+    med = time_alternating(hvp_contenders(), repeats=args.repeats, warmup=1)
+    print()
+    print(ratio_table(med, 'PyTorch double backward', title='Hessian-vector products, eval mode: gradient graph + 5 products'))
 
 
 if __name__ == '__main__':
