@@ -9,10 +9,10 @@ __all__ = ['fast_double_backward']
 """Second-order autograd for convolution, batch norm (batch statistics) and ReLU (robustnb.double_backward): the double
 backpropagation that IGAM (Chan et al. 2020, Eq. 13-14) and Sarkar et al. (2021, Eq. 12-19) train through, and
 Hessian-vector products, with hand-written second derivatives built from first-order ATen kernels."""
-import torch
-import torch.nn.functional as F
 import functools
 
+import torch
+import torch.nn.functional as F
 from torch.nn.modules.utils import _pair, _single, _triple
 from torch.overrides import TorchFunctionMode
 
@@ -122,10 +122,12 @@ class _BatchNormBackward(torch.autograd.Function):
             d_x = torch.mul(x, (k*rstd).view(s)).add_((b0 - k*rstd*mean).view(s))
             if h is not None: d_x.addcmul_(d_g, (-rstd*c).view(s)).addcmul_(gx, (-rstd*e).view(s))
             if hw is not None: d_x.addcmul_(g, (hw*rstd).view(s))
-        if hw is not None or hb is not None:                # ∂/∂g += h_w·x̂ + h_b
-            t = hw*rstd if hw is not None else torch.zeros_like(rstd)
-            extra = torch.mul(x, t.view(s)).add_(((hb if hb is not None else 0) - t*mean).view(s))
+        if hw is not None:                                  # ∂/∂g += h_w·x̂
+            t = hw*rstd
+            extra = torch.mul(x, t.view(s)).sub_((t*mean).view(s))
             d_g = extra if d_g is None else d_g.add_(extra)
+        if hb is not None:                                  # ∂/∂g += h_b
+            d_g = hb.view(s).expand_as(g).clone() if d_g is None else d_g.add_(hb.view(s))
         return d_g, d_x, d_w, None, None, None
 
 class _BatchNorm(torch.autograd.Function):
@@ -166,12 +168,29 @@ class _ReLU(torch.autograd.Function):
         return _ReLUBackward.apply(g, y)
 
 # %% ../nbs/02b_double_backward.ipynb #6929a986
-_CONVS = {F.conv1d: _single, F.conv2d: _pair, F.conv3d: _triple}
-_RELUS = (F.relu, torch.relu, torch.Tensor.relu)
-
 def _args(names, args, kwargs):
     p = dict(zip(names, args)); p.update(kwargs)
     return p
+
+def _conv_node(to_tuple):
+    def node(*args, **kwargs):
+        p = _args(('input', 'weight', 'bias', 'stride', 'padding', 'dilation', 'groups'), args, kwargs)
+        if isinstance(p.get('padding', 0), str): return None          # 'same'/'valid' padding: PyTorch's own node
+        return _Conv.apply(p['input'], p['weight'], p.get('bias'), list(to_tuple(p.get('stride', 1))),
+                           list(to_tuple(p.get('padding', 0))), list(to_tuple(p.get('dilation', 1))), p.get('groups', 1))
+    return node
+
+def _batch_norm_node(*args, **kwargs):
+    p = _args(('input', 'running_mean', 'running_var', 'weight', 'bias', 'training', 'momentum', 'eps'), args, kwargs)
+    if not p.get('training', False): return None                      # running statistics: an affine map, PyTorch's node
+    F._verify_batch_size(p['input'].size())                            # F.batch_norm's own check, skipped by the mode
+    return _BatchNorm.apply(p['input'], p.get('weight'), p.get('bias'), p.get('running_mean'), p.get('running_var'),
+                            p.get('momentum', 0.1), p.get('eps', 1e-5))
+
+def _relu_node(x, *args, **kwargs): return _ReLU.apply(x)              # out of place even for inplace=True: the result is returned
+
+_NODES = {F.conv1d: _conv_node(_single), F.conv2d: _conv_node(_pair), F.conv3d: _conv_node(_triple),
+          F.batch_norm: _batch_norm_node, F.relu: _relu_node, torch.relu: _relu_node, torch.Tensor.relu: _relu_node}
 
 def _autocast(device_type):
     try: return torch.is_autocast_enabled(device_type)
@@ -185,24 +204,10 @@ def _native_only(x):
 class _DoubleBackwardMode(TorchFunctionMode):
     def __torch_function__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
-        if (func in _CONVS or func is F.batch_norm or func in _RELUS) and _native_only(args[0] if args else kwargs.get('input')):
-            return func(*args, **kwargs)
-        if func in _CONVS:
-            p = _args(('input', 'weight', 'bias', 'stride', 'padding', 'dilation', 'groups'), args, kwargs)
-            if not isinstance(p.get('padding', 0), str):     # 'same'/'valid' padding: PyTorch's own node
-                t = _CONVS[func]
-                return _Conv.apply(p['input'], p['weight'], p.get('bias'), list(t(p.get('stride', 1))), list(t(p.get('padding', 0))),
-                                   list(t(p.get('dilation', 1))), p.get('groups', 1))
-        elif func is F.batch_norm:
-            p = _args(('input', 'running_mean', 'running_var', 'weight', 'bias', 'training', 'momentum', 'eps'), args, kwargs)
-            if p.get('training', False):
-                x = p['input']
-                if x.numel() // x.shape[1] == 1:               # what F.batch_norm checks before it normalizes
-                    raise ValueError(f'Expected more than 1 value per channel when training, got input size {tuple(x.shape)}')
-                return _BatchNorm.apply(x, p.get('weight'), p.get('bias'), p.get('running_mean'), p.get('running_var'),
-                                        p.get('momentum', 0.1), p.get('eps', 1e-5))
-        elif func in _RELUS:
-            return _ReLU.apply(args[0])                      # out of place even for inplace=True: the result is returned
+        node = _NODES.get(func)
+        if node is not None and not _native_only(args[0] if args else kwargs.get('input')):
+            out = node(*args, **kwargs)
+            if out is not None: return out
         return func(*args, **kwargs)
 
 def fast_double_backward() -> TorchFunctionMode:
