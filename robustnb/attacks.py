@@ -184,20 +184,18 @@ def pgd(model:torch.nn.Module, x:torch.Tensor, y:torch.Tensor, eps:float, alpha:
     if not isinstance(random_start, bool):       # a float σ: Gaussian start x + σ·N(0, 1) (TRADES, MART official code)
         start_std = _check_number('random_start', random_start)
         if start_std == 0: raise ValueError('random_start: expected True, False or a positive standard deviation, got 0')
-    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1: raise ValueError(f'steps: expected a positive int, got {steps!r}')
+    _check_int('steps', steps)
     if norm not in THREATS: raise ValueError(f"norm: expected one of {', '.join(map(repr, THREATS))}, got {norm!r}")
     alpha = 2.5*eps/steps if alpha is None else _check_number('alpha', alpha)
     if callable(loss): loss_fn = loss
     elif isinstance(loss, str) and loss in LOSSES: loss_fn = LOSSES[loss]
     else: raise ValueError(f"loss: expected 'ce', 'cw' or a callable (logits, y) -> per-sample loss, got {loss!r}")
     momentum = _check_number('momentum', momentum)
-    if isinstance(restarts, bool) or not isinstance(restarts, int) or restarts < 1:
-        raise ValueError(f'restarts: expected a positive int, got {restarts!r}')
+    _check_int('restarts', restarts)
     if restarts > 1 and not random_start: raise ValueError('restarts: more than one run needs random_start=True')
     if stop is not None and not callable(stop): raise TypeError(f'stop: expected a callable (logits, y) -> bool per sample, got {stop!r}')
     if select is not None and not callable(select): raise TypeError(f'select: expected a callable (x_adv, y) -> bool per sample, got {select!r}')
-    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int) or seed < 0):
-        raise ValueError(f'seed: expected None or a non-negative int, got {seed!r}')
+    if seed is not None: _check_int('seed', seed, 0)
     if mask is not None:
         if not torch.is_tensor(mask): raise ValueError(f'mask: expected a tensor broadcastable to {tuple(x.shape)}, got {type(mask).__name__}')
         try: ok = torch.broadcast_shapes(mask.shape, x.shape) == x.shape
@@ -287,9 +285,7 @@ def autoattack(model:torch.nn.Module, x:torch.Tensor, y:torch.Tensor, eps:float,
             raise ValueError(f"attacks: expected a non-empty list from {', '.join(AUTOATTACK_ATTACKS)} with version='custom', got {attacks!r}")
         attacks = list(attacks)
     elif attacks is not None: raise ValueError(f"attacks: only used with version='custom' (version={version!r} fixes its attacks)")
-    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0: raise ValueError(f'seed: expected a non-negative int, got {seed!r}')
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise ValueError(f'batch_size: expected a positive int, got {batch_size!r}')
+    _check_int('seed', seed, 0); _check_int('batch_size', batch_size)
     backend, AutoAttack = _autoattack_backend()
     device = x.device
     x, y = x.detach(), y.detach()

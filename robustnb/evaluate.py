@@ -16,17 +16,13 @@ import torch
 from torch.utils.data import Subset
 from tqdm.auto import tqdm
 
-from .attacks import (_check_positive, _forked_rng, autoattack, bim, cw_pgd, evaluating, fgsm, frozen_eval, mim, pgd,
-                              transfer_attack)
+from .attacks import (_check_int, _check_number, _check_positive, _forked_rng, autoattack, bim, cw_pgd, fgsm,
+                              frozen_eval, mim, pgd, transfer_attack)
 from .data import DATASETS, dataset_info
-from .train import as_loader
+from .train import _correct, as_loader
 
 # %% ../nbs/09_evaluate.ipynb #b30e3a43
 def _as_dataset(data): return as_loader(data).dataset
-
-def _correct(model, x, y) -> int:
-    "How many of (x, y) `model` classifies correctly, in eval mode (restored)."
-    with evaluating(model), torch.no_grad(): return (model(x).argmax(1) == y).sum().item()
 
 def evaluation_subset(data, n:int=None, seed:int=0) -> list:
     "Indices of the fixed evaluation subset of `data`: all of it in order, or `n` indices drawn without replacement by `seed` (sorted)."
@@ -47,9 +43,7 @@ def robust_accuracy(model, data, attacks:dict, n:int=None, batch_size:int=256, s
     if not isinstance(attacks, dict) or not all(callable(a) for a in attacks.values()):
         raise TypeError('attacks: expected a dict {column name: callable (model, x, y) -> x_adv}')
     if 'Clean' in attacks: raise ValueError("attacks: 'Clean' is always the first column; name the attacks differently")
-    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0: raise ValueError(f'seed: expected a non-negative int, got {seed!r}')
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise ValueError(f'batch_size: expected a positive int, got {batch_size!r}')
+    _check_int('seed', seed, 0); _check_int('batch_size', batch_size)
     dataset = _as_dataset(data)
     loader = as_loader(Subset(dataset, evaluation_subset(dataset, n, seed)), batch_size)
     rows = {}
@@ -125,7 +119,7 @@ def sanity_check(model:torch.nn.Module, x:torch.Tensor, y:torch.Tensor, eps:floa
     large_eps = min(1.0, 4*eps) if large_eps is None else large_eps
     if isinstance(large_eps, bool) or not isinstance(large_eps, (int, float)) or not 0 < large_eps <= 1:
         raise ValueError(f'large_eps: expected a float in (0, 1], got {large_eps!r}')
-    if not isinstance(tol, (int, float)) or tol < 0: raise ValueError(f'tol: expected a non-negative float (percentage points), got {tol!r}')
+    _check_number('tol', tol)                                  # percentage points
     step = partial(pgd, alpha=eps/4)
     attacks = {'FGSM': partial(fgsm, eps=eps), 'PGD-10': partial(step, eps=eps, steps=10),
                'PGD-20': partial(step, eps=eps, steps=20), 'PGD-50': partial(step, eps=eps, steps=50),

@@ -71,11 +71,12 @@ class _HessianOperator:
             self._grads = [grads[i] for i in self._live]
         else:
             detached = {n: p.detach() for n, p in zip(self.names, self.params)}
-            buffers = dict(model.named_buffers())
+            buffers, mutable = dict(model.named_buffers()), any(m.training for m in model.modules())
             def loss_of(ps):
-                # buffers cloned inside the transform: train-mode BatchNorm may update them (torch.func forbids mutating
-                # captured tensors), and the model's own buffers stay untouched
-                return loss_fn(functional_call(model, (ps, {n: b.clone() for n, b in buffers.items()}), (x,)), y)
+                # in train mode buffers are cloned inside the transform: BatchNorm updates them (torch.func forbids
+                # mutating captured tensors), and the model's own buffers stay untouched; eval mode only reads them
+                bufs = {n: b.clone() for n, b in buffers.items()} if mutable else buffers
+                return loss_fn(functional_call(model, (ps, bufs), (x,)), y)
             self._detached, self._grad_fn = detached, func_grad(loss_of)
 
     def __call__(self, vs):
@@ -182,7 +183,7 @@ def hessian_trace(model, x, y, n_samples:int=100, loss_fn=None, seed:int=0, meth
 def grad_norm(model, x, y, loss_fn=None) -> float:
     "L2 norm of the gradient of `loss_fn(model(x), y)` (mean CE) w.r.t. the trainable parameters (SAT Fig. 4)."
     _check_batch(x, y)
-    names, params = _trainable(model)
+    _, params = _trainable(model)
     x, y = _on_device(model, x, y)
     with _restored_buffers(model):
         grads = torch.autograd.grad(_loss_fn(loss_fn)(model(x), y), params, allow_unused=True, materialize_grads=True)

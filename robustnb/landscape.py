@@ -154,6 +154,7 @@ def decision_slice(model, x, y, directions=('adversarial', 'random'), grid=None,
     if len(x) != 1: raise ValueError(f'x: expected one image (CHW or 1xCHW), got {len(x)}')
     y = torch.as_tensor(y).reshape(1).long().to(x.device)
     if len(directions) != 2: raise ValueError(f'directions: expected two directions, got {len(directions)}')
+    _check_int('seed', seed, 0)
     axes = _grid_axes(np.linspace(-0.5, 0.5, 41) if grid is None else grid, 2)
     gen = torch.Generator(device=x.device).manual_seed(seed)
     with evaluating(model):
@@ -180,6 +181,7 @@ def embed_features(model, x, x_adv=None, seed:int=0, perplexity:float=30.0, batc
     from sklearn.manifold import TSNE
     from threadpoolctl import threadpool_limits
     if not hasattr(model, 'features'): raise TypeError(f'model: expected a classifier with features(x), got {type(model).__name__}')
+    _check_int('seed', seed, 0); _check_int('batch_size', batch_size)
     if not torch.is_tensor(x) or x.ndim < 2 or len(x) == 0: raise ValueError('x: expected a non-empty batched tensor (N, ...)')
     parts = [x] + ([x_adv] if x_adv is not None else [])
     n = sum(len(p) for p in parts)

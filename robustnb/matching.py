@@ -21,18 +21,15 @@ from tqdm.auto import tqdm
 
 from .attacks import _check_int, _check_number, _check_positive, untracked
 from .curriculum import TopKSchedule
-from .double_backward import fast_double_backward
 from .losses import gradient_adversarial_loss, gradient_l2
-from .models import Discriminator
-from .saliency import CenterCrop, _crop_window, _input_grad_of, crop_gradients, input_grad, topk_mask
+from .models import Discriminator, _check_widths
+from .saliency import CenterCrop, _crop_window, _logits_and_input_grads, crop_gradients, input_grad, topk_mask
 from .train import Recipe, as_loader
 
 # %% ../nbs/08b_matching.ipynb #2cbe5e22
 def student_input_grads(model, x:torch.Tensor, y:torch.Tensor, kinds=('ce',)):
     "One forward pass of `model` (in its current mode) → (logits, [input gradient of each of `kinds`]), all differentiable w.r.t. the parameters."
-    xg = x.detach().requires_grad_()
-    with fast_double_backward(): logits = model(xg)        # the loss backpropagates through the gradients: 2nd derivatives
-    return logits, [_input_grad_of(logits, xg, y, kind, create_graph=True) for kind in kinds]
+    return _logits_and_input_grads(model, x.detach().requires_grad_(), y, kinds, create_graph=True)
 
 # %% ../nbs/08b_matching.ipynb #f61cc789
 def _preset(presets, preset, aliases={}):
@@ -69,9 +66,7 @@ class GradientMatchingRecipe(Recipe):
         if in_channels is not None: _check_int('in_channels', in_channels)
         self.teacher, self.transform = teacher, transform
         self.disc_every, self.disc_lr = _check_int('disc_every', disc_every), _check_number('disc_lr', disc_lr)
-        self.disc_widths = tuple(disc_widths)
-        if not self.disc_widths or not all(isinstance(w, int) and w > 0 for w in self.disc_widths):
-            raise ValueError(f'disc_widths: expected a non-empty sequence of positive ints, got {disc_widths!r}')
+        self.disc_widths = _check_widths('disc_widths', disc_widths)
         self.in_channels, self.non_saturating = in_channels, bool(non_saturating)
         self._make_disc = discriminator or (lambda c: Discriminator(c, self.disc_widths))
         self._steps, self._pending, self._checked = 0, {}, False
@@ -243,9 +238,10 @@ class IGAM(GradientMatchingRecipe):
         self.grad_kind, self.preset = grad_kind, preset
 
     def loss(self, model, x, y, epoch):
-        logits, (j_s,) = student_input_grads(model, x, y, (self.grad_kind,))
+        matching = bool(self.lambda_diff or self.lambda_adv)      # both weights 0: plain CE, no gradients to build
+        logits, grads = student_input_grads(model, x, y, (self.grad_kind,) if matching else ())
         self._check_batch(x, logits)
-        j_t = self.teacher_grad(x, y, self.grad_kind)
+        if matching: j_s, j_t = grads[0], self.teacher_grad(x, y, self.grad_kind)
         terms = {'ce': F.cross_entropy(logits, y)}
         total = terms['ce']
         if self.lambda_diff:
@@ -297,11 +293,9 @@ class SaliencyCurriculum(GradientMatchingRecipe):
         self.gamma_phase1, self.gamma_phase2 = _check_number('gamma_phase1', pick('gamma_phase1', gamma_phase1)), _check_number('gamma_phase2', pick('gamma_phase2', gamma_phase2))
         self.schedule = _check_schedule(schedule if schedule is not None else TopKSchedule(100, 50, 10, p['epochs_per_k']))
         self.phase1_epochs = p['phase1_epochs'] if phase1_epochs is _UNSET else phase1_epochs
-        v = self.phase1_epochs
-        if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < 0):   # 0 is allowed (Table 8)
-            raise ValueError(f'phase1_epochs: expected None or a non-negative int, got {v!r}')
+        if self.phase1_epochs is not None: _check_int('phase1_epochs', self.phase1_epochs, 0)   # 0 is allowed (Table 8)
         self.keep_alignment_in_phase2 = bool(keep_alignment_in_phase2)
-        try: (a1, b1), (a2, b2) = lr_decay; ok = all(isinstance(v, (int, float)) and v > 0 for v in (a1, b1, a2, b2))
+        try: (a1, b1), (a2, b2) = lr_decay; ok = all(_check_positive('lr_decay', v) for v in (a1, b1, a2, b2))
         except (TypeError, ValueError): ok = False
         if not ok: raise ValueError(f'lr_decay: expected ((start, end), (start, end)) positive LR factors for the two phases, got {lr_decay!r}')
         self.lr_decay, self.preset = tuple(map(tuple, lr_decay)), preset

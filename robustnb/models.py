@@ -160,13 +160,19 @@ class TorchvisionResNet(Classifier):
     def feature_maps(self, x): return self.layer4(self.layer3(self.layer2(self.layer1(self.stem(self.normalize(x))))))
 
 # %% ../nbs/01_models.ipynb #1c27113a
+def _check_widths(name, widths):
+    "A non-empty sequence of positive ints (not bools), returned as a tuple."
+    try: t = tuple(widths)
+    except TypeError: t = ()
+    if not t or not all(isinstance(w, int) and not isinstance(w, bool) and w > 0 for w in t):
+        raise ValueError(f'{name}: expected a non-empty sequence of positive ints, got {widths!r}')
+    return t
+
 class Discriminator(nn.Module):
     "IGAM-style discriminator on input gradients: strided 3×3 convs with `widths` channels, LeakyReLU, then one logit per sample."
     def __init__(self, in_channels:int=3, widths=(8, 16, 32, 64), negative_slope:float=0.2):
         super().__init__()
-        widths = tuple(widths)
-        if not widths or not all(isinstance(w, int) and w > 0 for w in widths):
-            raise ValueError(f'widths: expected a non-empty sequence of positive ints, got {widths!r}')
+        widths = _check_widths('widths', widths)
         _check_input(in_channels, 8)
         self.config = dict(in_channels=in_channels, widths=widths, negative_slope=negative_slope)
         layers, c = [], in_channels

@@ -16,6 +16,8 @@ import matplotlib.pyplot as plt
 import numpy as np
 import torch
 
+from .attacks import _check_int, _check_positive
+
 # %% ../nbs/11_plots.ipynb #e9d63435
 def to_hwc(img) -> np.ndarray:
     "A CHW (or HW) tensor/array as an HW (one channel) or HWC (three channels) NumPy array for `imshow`."
@@ -57,8 +59,17 @@ def _check_nchw(t, name):
 def _check_n(n, total):
     "How many images to draw: all `total` for None, else an int in [1, total]."
     if n is None: return total
-    if isinstance(n, bool) or not isinstance(n, int) or not 0 < n <= total: raise ValueError(f'n: expected an int in [1, {total}], got {n!r}')
+    if _check_int('n', n) > total: raise ValueError(f'n: expected an int in [1, {total}], got {n!r}')
     return n
+
+def _check_maps(maps, name, n_images):
+    if not isinstance(maps, dict) or not maps: raise ValueError(f'{name}: expected a non-empty dict {{column title: NCHW tensor}}, got {type(maps).__name__}')
+    out = {}
+    for k, m in maps.items():
+        m = _check_nchw(m, f'{name}[{k!r}]')
+        if len(m) < n_images: raise ValueError(f'{name}[{k!r}]: expected at least {n_images} maps, got {len(m)}')
+        out[k] = m[:n_images]
+    return out
 
 def _grid(n_rows, n_cols, size):
     fig, axs = plt.subplots(n_rows, n_cols, figsize=(size*n_cols, size*n_rows), squeeze=False)
@@ -74,17 +85,15 @@ def _show_image(ax, img):
 def show_deltas(x, adversarials:dict, eps:float=None, n:int=None, mode:str='minmax', labels=None, size:float=1.2):
     "Sarkar Figs. 6/9: one row per attack of (image, adversarial image, delta) triplets; deltas shown in [0, 1]."
     x = _check_nchw(x, 'x')
-    if not isinstance(adversarials, dict) or not adversarials:
-        raise ValueError(f'adversarials: expected a non-empty dict {{title: NCHW tensor like x}}, got {type(adversarials).__name__}')
     n = _check_n(n, len(x))
-    if eps is not None and not (isinstance(eps, (int, float)) and eps > 0): raise ValueError(f'eps: expected a positive float, got {eps!r}')
+    adversarials = _check_maps(adversarials, 'adversarials', n)
+    if eps is not None: _check_positive('eps', eps)
     if labels is not None and len(labels) < n: raise ValueError(f'labels: expected at least {n} labels, got {len(labels)}')
     x = x[:n]
     rows = {}
     for k, adv in adversarials.items():
-        if not torch.is_tensor(adv) or adv.ndim != 4 or adv.shape[1:] != x.shape[1:] or len(adv) < n:
-            raise ValueError(f'adversarials[{k!r}]: expected an NCHW tensor of at least {n} images shaped like x, got {getattr(adv, "shape", type(adv).__name__)}')
-        adv = adv[:n].detach().cpu().float()
+        if adv.shape[1:] != x.shape[1:]:
+            raise ValueError(f'adversarials[{k!r}]: expected images shaped like x, {tuple(x.shape[1:])}, got {tuple(adv.shape[1:])}')
         delta = ((adv - x).abs() / eps).clamp(0, 1) if eps is not None else display_normalize(adv - x, mode)
         rows[k] = (adv, delta)
     fig, axs = _grid(len(rows), 3*n, size)
@@ -101,15 +110,6 @@ def show_deltas(x, adversarials:dict, eps:float=None, n:int=None, mode:str='minm
     return fig
 
 # %% ../nbs/11_plots.ipynb #40fb0b8f
-def _check_maps(maps, name, n_images):
-    if not isinstance(maps, dict) or not maps: raise ValueError(f'{name}: expected a non-empty dict {{column title: NCHW tensor}}, got {type(maps).__name__}')
-    out = {}
-    for k, m in maps.items():
-        m = _check_nchw(m, f'{name}[{k!r}]')
-        if len(m) < n_images: raise ValueError(f'{name}[{k!r}]: expected at least {n_images} maps, got {len(m)}')
-        out[k] = m[:n_images]
-    return out
-
 def show_saliency(images, saliencies:dict, labels=None, mode:str='minmax', n:int=None, size:float=1.3):
     "Grid of rows (image, saliency of each model) as in IGAM Figs. 4/6 and Sarkar Fig. 4; every map display-normalized on its own."
     images = _check_nchw(images, 'images')

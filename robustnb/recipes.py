@@ -14,7 +14,7 @@ Each returns named loss terms (robustnb.losses); robustnb.train.fit does the res
 import torch
 import torch.nn.functional as F
 
-from .attacks import _check_number, _check_positive, frozen_eval, pgd
+from .attacks import _check_int, _check_number, _check_positive, frozen_eval, pgd
 from .curriculum import LinearSchedule, StepSchedule, check_reaches, hessian_subset, probability_gap
 from .hessian import per_sample_eigen_estimate
 from .losses import (DISTILLATION_KINDS, adversarial_distillation_loss, alp_loss, angular_triplet_loss,
@@ -41,9 +41,7 @@ class AdversarialRecipe(Recipe):
         eps = p.get('eps') if eps is None else eps
         if eps is None: raise ValueError(f"eps: {type(self).__name__} needs the perturbation budget, e.g. eps=0.2 or preset='digits'")
         self.eps = _check_number('eps', eps)
-        self.steps = steps if steps is not None else p.get('steps', 10)
-        if isinstance(self.steps, bool) or not isinstance(self.steps, int) or self.steps < 1:
-            raise ValueError(f'steps: expected a positive int, got {self.steps!r}')
+        self.steps = _check_int('steps', steps if steps is not None else p.get('steps', 10))
         self.alpha = _check_number('alpha', alpha) if alpha is not None else p.get('alpha', 2.5*self.eps/self.steps)
     def attack(self, model, x, y, **kwargs):
         "PGD in the recipe's threat model (eval mode, restored by the attack); keyword arguments go to `pgd`."
@@ -105,7 +103,7 @@ class ADT(AdversarialRecipe):
         if not isinstance(teacher, torch.nn.Module): raise TypeError(f'teacher: expected a torch.nn.Module, got {type(teacher).__name__}')
         if loss not in DISTILLATION_KINDS: raise ValueError(f"loss: expected one of {', '.join(DISTILLATION_KINDS)}, got {loss!r}")
         if pairing not in (None, 'alp', 'trades'): raise ValueError(f"pairing: expected None, 'alp' or 'trades', got {pairing!r}")
-        self.kind, self.pairing, self.T, self.kd_beta = loss, pairing, T, _check_number('kd_beta', kd_beta)
+        self.kind, self.pairing, self.T, self.kd_beta = loss, pairing, _check_positive('T', T), _check_number('kd_beta', kd_beta)
         self.pair_weight = _check_number('pair_weight', _PAIR_DEFAULTS.get(pairing, 0.0) if pair_weight is None else pair_weight)
         self.modules = {'teacher': teacher}
     def setup(self, model, device):
@@ -180,11 +178,10 @@ class HSAT(_SATRecipe):
     def __init__(self, lambda_schedule=None, eps:float=None, alpha:float=None, steps:int=None, sub_batch:int=32,
                  alpha_frac:float=0.01, reselect:str='step', preset:str=None):
         super().__init__(lambda_schedule, eps, alpha, steps, preset, 'hsat')
-        if isinstance(sub_batch, bool) or not isinstance(sub_batch, int) or sub_batch < 1:
-            raise ValueError(f'sub_batch: expected a positive int, got {sub_batch!r}')
+        _check_int('sub_batch', sub_batch)
         if reselect not in ('step', 'batch'):
             raise ValueError(f"reselect: expected 'step' (SAT App. B.3) or 'batch' (one selection per batch), got {reselect!r}")
-        self.sub_batch, self.alpha_frac, self.reselect = sub_batch, _check_number('alpha_frac', alpha_frac), reselect
+        self.sub_batch, self.alpha_frac, self.reselect = sub_batch, _check_positive('alpha_frac', alpha_frac), reselect
     def select(self, model, x, y, fraction, params=None):
         "The `fraction` of samples with the smallest Hessian estimate at `x`, w.r.t. `params` (default: those requiring grad)."
         params = [p for p in model.parameters() if p.requires_grad] if params is None else params
@@ -260,8 +257,7 @@ class AGKDBML(AdversarialRecipe):
         if has.any():
             xp, yp = x[j[has]], y[j[has]]                    # the partners x' (class c) ...
             x_b = self.attack(model, xp, y[has], targeted=True)   # ... attacked towards the anchors' labels
-            with torch.no_grad(): att_tb = attention_map(teacher, xp)
-            att = att + attention_l1(attention_map(model, x_b), att_tb)
+            att = att + attention_l1(attention_map(model, x_b), att_t[j[has]])   # the frozen teacher's maps of x'
             f_x, f_xp = model.features(x[has]), model.features(xp)
             f_f, f_b = model.features(x_f[has]), model.features(x_b)
             terms['triplet'] = self.triplet_weight*(angular_triplet_loss(f_x, f_f, f_b, self.margin)

@@ -65,15 +65,17 @@ def _input_grad_of(logits, xg, y, kind, create_graph=False):
     (g,) = torch.autograd.grad(phi.sum(), xg, create_graph=create_graph)
     return g
 
+def _logits_and_input_grads(model, xg, y, kinds, create_graph=False):
+    "One forward pass of `model` on `xg` (which requires grad) → (logits, [input gradient of each of `kinds`])."
+    with fast_double_backward() if create_graph else contextlib.nullcontext():   # trained through: cheap 2nd derivatives
+        logits = model(xg)
+    return logits, [_input_grad_of(logits, xg, y, kind, create_graph) for kind in kinds]
+
 def input_grad(model, x:torch.Tensor, y=None, kind:str='tci', create_graph:bool=False) -> torch.Tensor:
     "Per-sample input gradient (NCHW like `x`) of the true-class logit ('tci', Sarkar Eq. 8-9), cross-entropy ('ce', Sarkar Eq. 15, IGAM Eq. 8), probability ('prob') or top-two margin ('margin')."
     if kind not in INPUT_GRAD_KINDS: raise ValueError(f'kind: expected one of {", ".join(map(repr, INPUT_GRAD_KINDS))}, got {kind!r}')
     _check_images(x)
-    with torch.enable_grad():
-        xg = _tracked(x)
-        with fast_double_backward() if create_graph else contextlib.nullcontext():   # trained through: cheap 2nd derivatives
-            logits = model(xg)
-        return _input_grad_of(logits, xg, y, kind, create_graph)
+    with torch.enable_grad(): return _logits_and_input_grads(model, _tracked(x), y, (kind,), create_graph)[1][0]
 
 # %% ../nbs/03_saliency.ipynb #78247e0a
 def _ratio(num, den, empty):

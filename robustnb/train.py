@@ -12,7 +12,6 @@ __all__ = ['CHECKPOINT_FORMAT', 'FIT_DEFAULTS', 'set_seed', 'default_device', 'a
 resumable checkpoints. Methods live in recipes (robustnb.recipes); the trainer knows no paper."""
 import copy
 import math
-import os
 import pickle
 import random
 import time
@@ -25,14 +24,14 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
-from .attacks import _check_positive
+from .attacks import _check_int, _check_positive, evaluating
 from .curriculum import LinearSchedule
 from .models import _atomic_save
 
 # %% ../nbs/07_train.ipynb #b0bb4e13
 def set_seed(seed:int=0):
     "Seed Python's, NumPy's and PyTorch's generators (all devices) so that a run can be repeated."
-    if not isinstance(seed, int) or seed < 0: raise ValueError(f'seed: expected a non-negative int, got {seed!r}')
+    _check_int('seed', seed, 0)
     random.seed(seed); np.random.seed(seed); torch.manual_seed(seed)
 
 def default_device(device='auto') -> torch.device:
@@ -51,19 +50,20 @@ def as_loader(data, batch_size:int=256, shuffle:bool=False, seed:int=0) -> DataL
     g = torch.Generator().manual_seed(seed) if shuffle else None
     return DataLoader(data, batch_size=batch_size, shuffle=shuffle, generator=g)
 
+def _correct(model, x, y) -> int:
+    "How many of (x, y) `model` classifies correctly, in eval mode (restored)."
+    with evaluating(model), torch.no_grad(): return (model(x).argmax(1) == y).sum().item()
+
 def accuracy(model:torch.nn.Module, data, batch_size:int=512, device=None, attack=None) -> float:
     "Fraction of `data` (DataLoader, Dataset or (x, y)) classified correctly in eval mode; on `attack(model, x, y)` if given."
     device = device or next(model.parameters()).device
-    was_training = model.training
-    model.eval()
-    try:
-        correct = total = 0
+    correct = total = 0
+    with evaluating(model):
         for x, y in as_loader(data, batch_size):
             x, y = x.to(device), y.to(device)
             if attack is not None: x = attack(model, x, y)         # attacks need gradients: outside no_grad
-            with torch.no_grad(): correct += (model(x).argmax(1) == y).sum().item()
+            correct += _correct(model, x, y)
             total += len(y)
-    finally: model.train(was_training)
     if total == 0: raise ValueError('data: no samples')
     return correct/total
 
@@ -71,7 +71,7 @@ def accuracy(model:torch.nn.Module, data, batch_size:int=512, device=None, attac
 def train_standard(model:torch.nn.Module, loader, epochs:int=10, lr:float=0.05, momentum:float=0.9,
                    weight_decay:float=5e-4, device=None, progress:bool=True, perturb=None) -> list:
     "Train `model` with cross-entropy, SGD(momentum, weight decay) and cosine LR decay; returns the mean loss per epoch."
-    if not isinstance(epochs, int) or epochs < 1: raise ValueError(f'epochs: expected a positive int, got {epochs!r}')
+    _check_int('epochs', epochs)
     _check_positive('lr', lr)
     loader = as_loader(loader, batch_size=64, shuffle=True)
     device = device or next(model.parameters()).device
@@ -84,7 +84,7 @@ def train_standard(model:torch.nn.Module, loader, epochs:int=10, lr:float=0.05, 
         for x, y in loader:
             x, y = x.to(device), y.to(device)
             if perturb is not None:                 # e.g. PGD-AT: train on perturb(model, x, y), made in eval mode
-                model.eval(); x = perturb(model, x, y); model.train()
+                with evaluating(model): x = perturb(model, x, y)
             loss = F.cross_entropy(model(x), y)
             opt.zero_grad(set_to_none=True); loss.backward(); opt.step(); sched.step()
             total += loss.item()*len(y); n += len(y)
@@ -197,7 +197,7 @@ def fit(model:torch.nn.Module, recipe:Recipe, train_data, epochs:int, *, val_dat
         lr:float=None, weight_decay:float=None, batch_size:int=128, keep_best:bool=True, callbacks=(),
         max_grad_norm:float=None, progress:bool=True) -> pd.DataFrame:
     "Train `model` with `recipe` for `epochs`; returns the per-epoch history (loss terms, lr, time, val accuracy in %)."
-    if not isinstance(epochs, int) or epochs < 1: raise ValueError(f'epochs: expected a positive int, got {epochs!r}')
+    _check_int('epochs', epochs)
     if not isinstance(recipe, Recipe): raise TypeError(f'recipe: expected a robustnb Recipe, got {type(recipe).__name__}')
     defaults = dict(recipe.fit_defaults())
     unknown = set(defaults) - set(FIT_DEFAULTS)

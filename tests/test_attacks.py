@@ -11,7 +11,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch.utils.data import DataLoader
 
-from robustnb.attacks import autoattack, bim, cw_pgd, fgsm, frozen_eval, mim, pgd, pgd_l2, transfer_attack
+from robustnb.attacks import autoattack, bim, cw_margin, cw_pgd, fgsm, frozen_eval, mim, pgd, pgd_l2, transfer_attack
 from robustnb.data import dataset_info, load_dataset
 from robustnb.models import Normalize
 from robustnb.train import accuracy, set_seed, train_standard
@@ -349,3 +349,22 @@ def test_autoattack_uses_upstream_package_when_importable(monkeypatch, random_pr
     assert (adv - x).abs().max() <= 0.01 + 1e-7
     autoattack(model, x, y, 0.03, norm='L2')
     assert seen['init']['attacks_to_run'] == [] and seen['init']['version'] == 'standard' and seen['init']['norm'] == 'L2'
+
+
+def test_transfer_attack_never_queries_the_target(random_problem):
+    "ADT's black-box setting: the target model is not run once; the result is the source model's PGD-20 (same seed)."
+    model, x, y = random_problem
+    calls = []
+    hook = model.register_forward_hook(lambda *args: calls.append(1))
+    source = tiny_cnn()
+    try: adv = transfer_attack(source, model, x, y, eps=EPS, seed=5)
+    finally: hook.remove()
+    assert calls == []
+    assert torch.equal(adv, pgd(source, x, y, EPS, steps=20, seed=5))
+
+
+def test_cw_margin_by_hand():
+    "max_{j≠y} z_j − z_y on hand-made logits, including a tie for the runner-up and a misclassified sample."
+    z = torch.tensor([[3.0, 1.0, 2.0], [0.5, 0.5, -1.0], [1.0, 4.0, 4.0]])
+    y = torch.tensor([0, 2, 1])
+    assert torch.equal(cw_margin(z, y), torch.tensor([2.0 - 3.0, 0.5 - (-1.0), 4.0 - 4.0]))

@@ -192,3 +192,16 @@ def test_bad_input_names_the_argument():
     with pytest.raises(TypeError, match='^dtype:'): taylor_bounds(model, x, y, dtype='double')
     frozen = tiny(0).requires_grad_(False)
     with pytest.raises(ValueError, match='^model:'): top_eigenvalues(frozen, x, y)
+
+
+def test_per_sample_estimate_with_single_sample_batches_is_the_batch_bound():
+    "With sub_batch=1 each sample's estimate is the mean-loss Taylor bound of that sample alone (the scalar code path)."
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(1, 3, 3), nn.Tanh(), nn.Flatten(), nn.Linear(3*6*6, 4)).double().eval()
+    g = torch.Generator().manual_seed(3)
+    x, y = torch.rand(5, 1, 8, 8, generator=g, dtype=torch.float64), torch.randint(0, 4, (5,), generator=g)
+    for bound, k in (('lower', 0), ('upper', 1)):
+        est = per_sample_eigen_estimate(model, x, y, sub_batch=1, alpha_frac=0.05, bound=bound)
+        single = torch.tensor([taylor_bounds(model, x[i:i + 1], y[i:i + 1], alpha_frac=0.05)[k] for i in range(5)],
+                              dtype=torch.float64)
+        assert torch.allclose(est.double(), single, rtol=1e-9, atol=1e-12)

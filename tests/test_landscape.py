@@ -142,5 +142,7 @@ def test_bad_input_names_the_argument():
                      (lambda: loss_surface(model, len, {'nope': torch.zeros(1)}), r'directions\[0\]:'),
                      (lambda: loss_surface(model, len, d, grid=[]), 'grid:'),
                      (lambda: loss_on(torch.rand(0, 1, 8, 8), torch.zeros(0)), 'x:'),
-                     (lambda: embed_features(model, torch.rand(4, 1, 8, 8)), 'perplexity:')]:
+                     (lambda: embed_features(model, torch.rand(4, 1, 8, 8)), 'perplexity:'),
+                     (lambda: embed_features(model, torch.rand(4, 1, 8, 8), batch_size=0), 'batch_size:'),
+                     (lambda: decision_slice(model, torch.rand(1, 1, 8, 8), torch.tensor([0]), seed=-1), 'seed:')]:
         with pytest.raises(ValueError, match=f'^{name}'): fn()
