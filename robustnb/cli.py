@@ -12,6 +12,7 @@ import argparse
 import time
 from pathlib import Path
 
+import pandas as pd
 import torch
 from torch.utils.data import DataLoader
 
@@ -67,7 +68,49 @@ def _parser():
     q.add_argument('--figure', default='figures/perturbation_deltas.png', metavar='PATH',
                    help='where to draw the perturbation deltas (default figures/perturbation_deltas.png)')
     q.add_argument('--no-figure', dest='figure', action='store_const', const=None, help='draw no figure')
+    r = sub.add_parser('reproduce', help="regenerate a paper's tables and figures beside its own numbers (robustnb.papers)",
+                       description="Train and evaluate the rows of a paper's tables and figures and print paper vs ours. "
+                                   "Examples: robustnb reproduce --list; robustnb reproduce sat --item 'Table 2' --scale quick "
+                                   "--seeds 0 1 2; robustnb reproduce all --scale smoke; robustnb reproduce --list --json --scale "
+                                   "full (the job list for a scheduler), then robustnb reproduce --job ID --scale full.")
+    r.add_argument('paper', nargs='?', default='all', help="sarkar, sat, igam, adt, agkd or all (default all)")
+    r.add_argument('--item', default=None, help="one table or figure, e.g. 'Table 2' or 'Fig. 7' (default: every entry)")
+    r.add_argument('--scale', default='quick', help='quick (digits, CPU, minutes), smoke (full code path, synthetic data, seconds) or full (GPU)')
+    r.add_argument('--seeds', type=int, nargs='+', default=[0], help='seeds (default 0); several give mean and std')
+    r.add_argument('--device', default='auto', help="'auto' (CUDA when available), 'cpu' or 'cuda'")
+    r.add_argument('--root', default='runs', help='where run folders go (default runs/)')
+    r.add_argument('--data-root', default=None, help='where the datasets are (default $ROBUSTNB_DATA or ~/data)')
+    r.add_argument('--list', action='store_true', help='list entries, rows and estimated costs instead of running')
+    r.add_argument('--json', action='store_true', help='print JSON (with --list: one record per job, for a scheduler)')
+    r.add_argument('--job', default=None, metavar='ID', help='run the one job ID of --list --json')
+    r.add_argument('--force', action='store_true', help='allow a full-scale run without a GPU')
     return p
+
+def _reproduce_command(args) -> int:
+    "The `robustnb reproduce` subcommand; a bad request is one line on stderr and exit status 2."
+    import json, sys
+    from robustnb import papers
+    try:
+        if args.list:
+            if args.json: print(json.dumps(papers.jobs(args.paper, args.item, args.scale, args.seeds), indent=1))
+            else:
+                with pd.option_context('display.width', 200, 'display.max_rows', None, 'display.max_colwidth', 60):
+                    print(papers.listing(args.paper).to_string(index=False))
+            return 0
+        if args.job is not None:
+            p, item, row, seed = papers.parse_job(args.job)
+            res = papers.run(p, item, row, args.scale, seed, args.root, args.data_root, args.device, args.force)
+            table = papers.compare([res])
+        else:
+            table = papers.reproduce(args.paper, args.item, args.scale, args.seeds, args.device, args.root, args.data_root, args.force)
+    except (ValueError, FileNotFoundError, RuntimeError) as e:
+        print(f'robustnb reproduce: error: {str(e).splitlines()[0]}', file=sys.stderr)
+        return 2
+    if args.json: print(table.to_json(orient='records', indent=1))
+    else:
+        with pd.option_context('display.width', 200, 'display.max_rows', None, 'display.float_format', '{:.2f}'.format):
+            print(table.drop(columns=['paper_value']).to_string(index=False))
+    return 0
 
 def main(argv=None) -> int:
     "Entry point of the `robustnb` command."
@@ -77,4 +120,8 @@ def main(argv=None) -> int:
     if args.command == 'quickstart':
         if args.epochs < 1: p.error('--epochs: expected a positive int')
         quickstart(epochs=args.epochs, seed=args.seed, device=args.device, save=args.save, figure=args.figure)
+    if args.command == 'reproduce':
+        if args.scale not in ('quick', 'full', 'smoke'): p.error(f'--scale: expected quick, smoke or full, got {args.scale!r}')
+        return _reproduce_command(args)
     return 0
+
