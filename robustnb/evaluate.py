@@ -16,8 +16,8 @@ import torch
 from torch.utils.data import Subset
 from tqdm.auto import tqdm
 
-from .attacks import (_check_int, _check_number, _check_positive, _forked_rng, autoattack, bim, cw_pgd, fgsm,
-                              frozen_eval, mim, pgd, transfer_attack)
+from .attacks import (_check_int, _check_number, _check_positive, _device_of, _forked_rng, autoattack, bim, cw_pgd,
+                              fgsm, frozen_eval, mim, pgd, transfer_attack)
 from .data import DATASETS, dataset_info
 from .train import _correct, as_loader
 
@@ -32,8 +32,9 @@ def evaluation_subset(data, n:int=None, seed:int=0) -> list:
     return sorted(torch.randperm(size, generator=torch.Generator().manual_seed(seed))[:n].tolist())
 
 def _device(model):
-    p = next(model.parameters(), None)
-    return p.device if p is not None else torch.device('cpu')
+    "Where `model`'s batches go: its device (`robustnb.attacks._device_of`), the CPU for a model without parameters or buffers."
+    device = _device_of(model)
+    return torch.device('cpu') if device is None else device
 
 def robust_accuracy(model, data, attacks:dict, n:int=None, batch_size:int=256, seed:int=0, progress:bool=True) -> pd.DataFrame:
     "Accuracy (%) on clean inputs and under each of `attacks` ({column: (model, x, y) -> x_adv}) on a fixed subset of `data`."

@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from torch.func import functional_call, grad as func_grad, jvp, vmap
 from tqdm.auto import tqdm
 
-from .attacks import _check_int, _check_positive
+from .attacks import _check_int, _check_positive, on_model_device
 from .double_backward import fast_double_backward
 
 # %% ../nbs/06_hessian.ipynb #a1f9549c
@@ -35,10 +35,6 @@ def _trainable(model):
     named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
     if not named: raise ValueError('model: no parameter requires grad, so there is no Hessian to take')
     return [n for n, _ in named], [p for _, p in named]
-
-def _on_device(model, x, y):
-    dev = next(model.parameters()).device
-    return x.to(dev), y.to(dev)
 
 @contextmanager
 def _restored_buffers(model):
@@ -62,7 +58,6 @@ class _HessianOperator:
         self.names, self.params = _trainable(model)
         self.shapes, self.sizes = [p.shape for p in self.params], [p.numel() for p in self.params]
         self.method, loss_fn = method, _loss_fn(loss_fn)
-        x, y = _on_device(model, x, y)
         if method == 'double_backprop':
             with fast_double_backward(): loss = loss_fn(model(x), y)     # hand-written 2nd derivatives (02b)
             grads = torch.autograd.grad(loss, self.params, create_graph=True, allow_unused=True, materialize_grads=True)
@@ -112,8 +107,9 @@ def _as_list(v, names, params):
                          f'{[tuple(t.shape) for t in v]}')
     return v
 
+@on_model_device(home='v')
 def hvp(model, x, y, v, loss_fn=None, method:str='double_backprop'):
-    "Hessian-vector product H v of `loss_fn(model(x), y)` (mean CE) w.r.t. the trainable parameters; `v` a dict or list."
+    "Hessian-vector product H v of `loss_fn(model(x), y)` (mean CE) w.r.t. the trainable parameters; `v` a dict or list (H v on its device)."
     with _restored_buffers(model):
         op = _HessianOperator(model, x, y, loss_fn, method)
         hv = [h.detach() for h in op(_as_list(v, op.names, op.params))]
@@ -129,6 +125,9 @@ class Eigenpairs(tuple):
     values = property(lambda self: self[0])
     vectors = property(lambda self: self[1])
     def __repr__(self): return f'Eigenpairs(values={self.values}, iterations={self.iterations})'
+    def _map_tensors(self, fn):
+        "The same pairs with `fn` applied to the eigenvectors' tensors (devices: the values stay a CPU summary)."
+        return Eigenpairs(self.values, [{n: fn(t) for n, t in v.items()} for v in self.vectors], self.iterations)
 
 def _power_iteration(op, k, tol, max_iter, seed):
     p0 = op.params[0]
@@ -153,6 +152,7 @@ def _power_iteration(op, k, tol, max_iter, seed):
         found.append(v); values.append(lam); iterations.append(it)
     return Eigenpairs(torch.tensor(values, dtype=p0.dtype), [op.unflatten(v) for v in found], iterations)
 
+@on_model_device()
 def top_eigenvalues(model, x, y, k:int=1, tol:float=1e-3, max_iter:int=100, loss_fn=None, seed:int=0,
                     method:str='double_backprop') -> Eigenpairs:
     "Top-`k` Hessian eigenvalues of `loss_fn(model(x), y)` by power iteration with deflation (SAT §5); `(values, vectors)`."
@@ -164,6 +164,7 @@ def top_eigenvalues(model, x, y, k:int=1, tol:float=1e-3, max_iter:int=100, loss
         return _power_iteration(op, k, tol, max_iter, seed)
 
 # %% ../nbs/06_hessian.ipynb #6a73e68f
+@on_model_device()
 def hessian_trace(model, x, y, n_samples:int=100, loss_fn=None, seed:int=0, method:str='double_backprop'):
     "Hutchinson estimate of tr H for `loss_fn(model(x), y)`: `(mean, standard error)` over `n_samples` Rademacher probes."
     _check_int('n_samples', n_samples, 2); _check_int('seed', seed, 0)
@@ -180,11 +181,11 @@ def hessian_trace(model, x, y, n_samples:int=100, loss_fn=None, seed:int=0, meth
     return d.mean().item(), (d.std() / math.sqrt(n_samples)).item()
 
 # %% ../nbs/06_hessian.ipynb #65bf394b
+@on_model_device()
 def grad_norm(model, x, y, loss_fn=None) -> float:
     "L2 norm of the gradient of `loss_fn(model(x), y)` (mean CE) w.r.t. the trainable parameters (SAT Fig. 4)."
     _check_batch(x, y)
     _, params = _trainable(model)
-    x, y = _on_device(model, x, y)
     with _restored_buffers(model):
         grads = torch.autograd.grad(_loss_fn(loss_fn)(model(x), y), params, allow_unused=True, materialize_grads=True)
     return torch.sqrt(sum((g.double()**2).sum() for g in grads)).item()
@@ -220,6 +221,7 @@ def _taylor_chunk(model, names, params, buffers, x, y, alpha_frac, loss_fn, per_
         # zeta = +-alpha*g gives zeta^T grad = +-alpha*||grad||: the slope term of Eq. 46-47
         return _taylor(l0, lp, lm, alpha * gnorm, alpha)
 
+@on_model_device()
 def taylor_bounds(model, x, y, alpha_frac:float=0.01, loss_fn=None, attack=None, sub_batch:int=None, dtype=None):
     """(lower, upper) bounds on the top Hessian eigenvalue ||H|| (= 2x SAT's Eq. 46-47 brackets on ||H||/2), step
     alpha = `alpha_frac` * ||grad||. `sub_batch=None`: of the batch's mean loss (floats); an int: per sample (tensors),
@@ -230,7 +232,6 @@ def taylor_bounds(model, x, y, alpha_frac:float=0.01, loss_fn=None, attack=None,
     if dtype is not None and not (isinstance(dtype, torch.dtype) and dtype.is_floating_point):
         raise TypeError(f'dtype: expected a floating torch.dtype such as torch.float64, got {dtype!r}')
     loss_fn = _loss_fn(loss_fn)
-    x, y = _on_device(model, x, y)
     if attack is not None: x = attack(model, x, y).detach()
     names, params = _trainable(model)
     params = [p.detach() for p in params]
@@ -250,6 +251,7 @@ def taylor_bounds(model, x, y, alpha_frac:float=0.01, loss_fn=None, attack=None,
     return torch.cat([c[0] for c in chunks]), torch.cat([c[1] for c in chunks])
 
 # %% ../nbs/06_hessian.ipynb #9be93267
+@on_model_device()
 def per_sample_eigen_estimate(model, x, y, sub_batch:int=32, alpha_frac:float=0.01, bound:str='upper', loss_fn=None,
                               attack=None, dtype=None) -> torch.Tensor:
     "SAT's per-sample top-eigenvalue estimate (App. B.3, C.2): the Taylor `bound` ('upper'/'lower') with `sub_batch` gradients."
@@ -258,13 +260,14 @@ def per_sample_eigen_estimate(model, x, y, sub_batch:int=32, alpha_frac:float=0.
     lower, upper = taylor_bounds(model, x, y, alpha_frac, loss_fn, attack, sub_batch=sub_batch, dtype=dtype)
     return upper if bound == 'upper' else lower
 
+@on_model_device()
 def per_sample_top_eigenvalue(model, x, y, tol:float=1e-3, max_iter:int=100, loss_fn=None, seed:int=0,
                               progress:bool=False) -> torch.Tensor:
-    "Exact top Hessian eigenvalue of each sample's own loss (SAT Fig. 7's x-axis): `top_eigenvalues` on one sample at a time."
+    "Exact top Hessian eigenvalue of each sample's own loss (SAT Fig. 7's x-axis): `top_eigenvalues` on one sample at a time (on `x`'s device)."
     _check_batch(x, y)
     if any(isinstance(m, torch.nn.modules.batchnorm._BatchNorm) and m.training for m in model.modules()):
         raise ValueError('model: BatchNorm in train mode would normalize each one-sample batch by itself; '
                          'put the model in eval mode for per-sample eigenvalues')
     return torch.stack([top_eigenvalues(model, x[i:i + 1], y[i:i + 1], k=1, tol=tol, max_iter=max_iter, loss_fn=loss_fn,
                                         seed=seed).values[0]
-                        for i in tqdm(range(len(x)), desc='eigenvalues', disable=not progress, leave=False)])
+                        for i in tqdm(range(len(x)), desc='eigenvalues', disable=not progress, leave=False)]).to(x.device)

@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from .attacks import _check_int, evaluating
+from .attacks import _check_int, evaluating, on_model_device
 from .hessian import _restored_buffers
 from .saliency import input_grad
 
@@ -38,6 +38,7 @@ def _normalized(d, w, norm, ignore):
     if norm == 'layer': return d * w.detach().norm() / (d.norm() + 1e-10)
     return d.clone()
 
+@on_model_device(home='direction')
 def normalize_direction(model, direction:dict, norm:str='filter', ignore='biasbn') -> dict:
     "`direction` ({name: tensor}) rescaled per output filter (`'filter'`) or tensor (`'layer'`) to `model`'s weights (Li et al.)."
     _check_norm(norm, ignore)
@@ -98,6 +99,7 @@ def _grid_axes(grid, n_dirs):
     if any(len(a) == 0 for a in axes): raise ValueError('grid: expected at least one coordinate per axis')
     return axes
 
+@on_model_device(home='directions')
 def loss_surface(model, loss_of_model, directions, grid=None, progress:bool=False) -> Surface:
     "`loss_of_model(model)` at theta + a*d1 (+ b*d2) over `grid` (Li et al. 2018; SAT Fig. 1); weights restored bit for bit."
     dirs = [directions] if isinstance(directions, dict) else list(directions)
@@ -147,6 +149,7 @@ def _slice_direction(kind, model, x, y, attack, gen):
         return (torch.randint(0, 2, x.shape[1:], generator=gen, device=x.device) * 2 - 1).to(x.dtype)
     raise ValueError(f"directions: expected 'adversarial', 'random' or a tensor shaped like x, got {kind!r}")
 
+@on_model_device()
 def decision_slice(model, x, y, directions=('adversarial', 'random'), grid=None, attack=None, seed:int=0,
                    clip:bool=False, batch_size:int=1024) -> Slice:
     "Predicted class and CE loss on the plane x + a*u + b*v through one input (IGAM Fig. 7); u, v from `directions`."

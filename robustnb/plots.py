@@ -26,6 +26,10 @@ def to_hwc(img) -> np.ndarray:
     if a.ndim != 3: raise ValueError(f'img: expected a CHW or HW image, got shape {a.shape}')
     return a[0] if a.shape[0] == 1 else np.moveaxis(a, 0, -1)
 
+def _array(a, dtype=None) -> np.ndarray:
+    "A tensor (on any device) or array-like as a NumPy array."
+    return np.asarray(a.detach().cpu() if torch.is_tensor(a) else a, dtype=dtype)
+
 def display_normalize(m, mode:str='minmax', eps:float=1e-12):
     "Map each CHW map in `m` (NCHW or CHW) to [0, 1] for display: `'minmax'` per map, or `'abs'` (|m| / max |m|)."
     if mode not in ('minmax', 'abs'): raise ValueError(f"mode: expected 'minmax' or 'abs', got {mode!r}")
@@ -154,8 +158,8 @@ def show_attention(images, maps:dict, alpha:float=0.5, cmap:str='jet', n:int=Non
 
 # %% ../nbs/11_plots.ipynb #a336b3b7
 def _surface_arrays(surface):
-    coords = tuple(np.asarray(c, dtype=float) for c in getattr(surface, 'coords', ()))
-    values = np.asarray(getattr(surface, 'values', None), dtype=float)
+    coords = tuple(_array(c, float) for c in getattr(surface, 'coords', ()))
+    values = _array(getattr(surface, 'values', None), float)
     if len(coords) not in (1, 2) or values.shape != tuple(len(c) for c in coords):
         raise ValueError(f'surface: expected coords (one or two 1-D arrays) and values of shape len(coords[0]) x len(coords[1]), '
                          f'got {len(coords)} coordinate arrays and values of shape {values.shape}')
@@ -190,8 +194,8 @@ def plot_landscape(surface, kind:str='contour', ax=None, levels:int=20, title:st
 # %% ../nbs/11_plots.ipynb #138f854a
 def plot_decision_slice(sl, class_names=None, ax=None, show_loss:bool=False, title:str=None, num_classes:int=None):
     "Predicted-class map of a decision slice (IGAM Fig. 7): `sl.coords`, `sl.pred` ([i, j] = coords[0][i], coords[1][j]), `sl.label`."
-    coords = tuple(np.asarray(c, dtype=float) for c in getattr(sl, 'coords', ()))
-    pred = np.asarray(getattr(sl, 'pred', None))
+    coords = tuple(_array(c, float) for c in getattr(sl, 'coords', ()))
+    pred = _array(getattr(sl, 'pred', None))
     if len(coords) != 2 or pred.shape != (len(coords[0]), len(coords[1])):
         raise ValueError(f'sl: expected a 2-D slice with coords (two 1-D arrays) and pred of matching shape, got {len(coords)} '
                          f'coordinate arrays and pred of shape {pred.shape}')
@@ -202,7 +206,7 @@ def plot_decision_slice(sl, class_names=None, ax=None, show_loss:bool=False, tit
     ax.imshow(pred.T, origin='lower', extent=extent, cmap=cmap, vmin=-0.5, vmax=k - 0.5, aspect='auto', interpolation='nearest')
     if show_loss:
         X, Y = np.meshgrid(*coords, indexing='ij')
-        cs = ax.contour(X, Y, np.asarray(sl.loss, dtype=float), levels=8, colors='k', linewidths=0.6)
+        cs = ax.contour(X, Y, _array(sl.loss, float), levels=8, colors='k', linewidths=0.6)
         ax.clabel(cs, fontsize=6)
     ax.plot(0, 0, 'k*', ms=9)
     present = np.unique(pred)
@@ -218,7 +222,7 @@ def plot_decision_slice(sl, class_names=None, ax=None, show_loss:bool=False, tit
 # %% ../nbs/11_plots.ipynb #7e7cf47d
 def plot_tsne(emb, y, emb_adv=None, y_adv=None, adv_classes=None, class_names=None, ax=None, title:str=None, size:float=9):
     "AGKD-BML supp. Fig. 1-4: clean points as class-coloured triangles, adversarial points of `adv_classes` (true label) as red circles."
-    emb, y = np.asarray(emb, dtype=float), np.asarray(y)
+    emb, y = _array(emb, float), _array(y)
     if emb.ndim != 2 or emb.shape[1] != 2 or len(y) != len(emb):
         raise ValueError(f'emb: expected an (N, 2) embedding with N labels in y, got {emb.shape} and {len(y)} labels')
     if ax is None: fig, ax = plt.subplots(figsize=(4.4, 4))
@@ -229,12 +233,12 @@ def plot_tsne(emb, y, emb_adv=None, y_adv=None, adv_classes=None, class_names=No
         ax.scatter(pts[:, 0], pts[:, 1], marker='^', s=size, color=cmap(i % cmap.N), alpha=0.7,
                    label=str(class_names[c]) if class_names is not None else str(c))
     if emb_adv is not None:
-        emb_adv = np.asarray(emb_adv, dtype=float)
-        y_adv = np.asarray(y_adv) if y_adv is not None else None
+        emb_adv = _array(emb_adv, float)
+        y_adv = _array(y_adv) if y_adv is not None else None
         if y_adv is None or emb_adv.ndim != 2 or len(y_adv) != len(emb_adv):
             raise ValueError(f'y_adv: expected one true label per adversarial point ({len(emb_adv)}), got '
                              f'{None if y_adv is None else len(y_adv)}')
-        keep = np.isin(y_adv, adv_classes) if adv_classes is not None else np.ones(len(y_adv), bool)
+        keep = np.isin(y_adv, _array(adv_classes)) if adv_classes is not None else np.ones(len(y_adv), bool)
         ax.scatter(emb_adv[keep, 0], emb_adv[keep, 1], marker='o', s=size * 1.5, color='red', edgecolors='darkred',
                    linewidths=0.3, label='adversarial')
     ax.set_xticks([]); ax.set_yticks([])
@@ -246,7 +250,7 @@ def plot_tsne(emb, y, emb_adv=None, y_adv=None, adv_classes=None, class_names=No
 def plot_eigen_scatter(exact, approx, label:str=None, ax=None, log:bool=True, title:str=None):
     "SAT Fig. 7: exact vs. approximate per-sample top Hessian eigenvalue, Spearman rank correlation in the legend."
     from scipy.stats import spearmanr
-    exact, approx = (np.asarray(t.detach().cpu() if torch.is_tensor(t) else t, dtype=float).ravel() for t in (exact, approx))
+    exact, approx = (_array(t, float).ravel() for t in (exact, approx))
     if len(exact) != len(approx) or len(exact) < 2:
         raise ValueError(f'approx: expected as many values as exact (at least 2), got {len(approx)} and {len(exact)}')
     rho = spearmanr(exact, approx).statistic

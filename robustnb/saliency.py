@@ -19,7 +19,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .attacks import _check_int, ce_loss, cw_margin, evaluating
+from .attacks import _check_int, ce_loss, cw_margin, evaluating, on_model_device
 from .double_backward import fast_double_backward
 
 # %% ../nbs/03_saliency.ipynb #11129598
@@ -71,6 +71,7 @@ def _logits_and_input_grads(model, xg, y, kinds, create_graph=False):
         logits = model(xg)
     return logits, [_input_grad_of(logits, xg, y, kind, create_graph) for kind in kinds]
 
+@on_model_device()
 def input_grad(model, x:torch.Tensor, y=None, kind:str='tci', create_graph:bool=False) -> torch.Tensor:
     "Per-sample input gradient (NCHW like `x`) of the true-class logit ('tci', Sarkar Eq. 8-9), cross-entropy ('ce', Sarkar Eq. 15, IGAM Eq. 8), probability ('prob') or top-two margin ('margin')."
     if kind not in INPUT_GRAD_KINDS: raise ValueError(f'kind: expected one of {", ".join(map(repr, INPUT_GRAD_KINDS))}, got {kind!r}')
@@ -82,6 +83,7 @@ def _ratio(num, den, empty):
     "num/den, with `empty` where den == 0"
     return torch.where(den > 0, num / den.clamp_min(torch.finfo(den.dtype).tiny), torch.full_like(num, empty))
 
+@on_model_device()
 def alignment(model, x:torch.Tensor, batch_size:int=256) -> torch.Tensor:
     "Per-sample alignment α(x) = |<x, ∇Ψ^{F(x)}>| / ‖∇Ψ^{F(x)}‖ of Etmann et al. (Sarkar Eq. 4), in eval mode."
     _check_images(x); _check_int('batch_size', batch_size)
@@ -114,11 +116,13 @@ def _boundary(model, xb):
             g_star = torch.where(better[:, None], d, g_star)
     return rho, j_star, g_star
 
+@on_model_device()
 def linearized_robustness(model, x:torch.Tensor, batch_size:int=256) -> torch.Tensor:
     "Per-sample ρ̂(x) = min_{j≠i*} (Ψ^{i*} − Ψ^j) / ‖∇Ψ^{i*} − ∇Ψ^j‖ (Sarkar Eq. 6): L2 distance to the linearized boundary."
     _check_images(x); _check_int('batch_size', batch_size)
     with evaluating(model): return torch.cat([_boundary(model, xb)[0] for xb in x.split(batch_size)])
 
+@on_model_device()
 def binarized_alignment(model, x:torch.Tensor, runner_up:str='eq6', batch_size:int=256) -> torch.Tensor:
     "Per-sample α⁺(x) = |<x, g>| / ‖g‖, g = ∇(Ψ^{i*} − Ψ^{j*}) (Sarkar Eq. 7); j* minimizes Eq. 6 ('eq6') or is the runner-up logit ('top2')."
     if runner_up not in ('eq6', 'top2'): raise ValueError(f"runner_up: expected 'eq6' or 'top2', got {runner_up!r}")
@@ -161,6 +165,7 @@ def _feature_maps_of(model):
         raise TypeError(f'model: expected a classifier with feature_maps(x) (robustnb.models), got {type(model).__name__}')
     return model.feature_maps
 
+@on_model_device()
 def attention_map(model, x:torch.Tensor, upsample:bool=True, eps:float=1e-8) -> torch.Tensor:
     "AGKD-BML's class-irrelevant attention: channel sum of `model.feature_maps(x)`, min-max normalized per sample, N×1×H×W (differentiable)."
     _check_images(x)
@@ -182,6 +187,7 @@ class _FeatureMapsTap(nn.Module):
             del m.__dict__['feature_maps']
             if own is not None: m.__dict__['feature_maps'] = own
 
+@on_model_device()
 def gradcam(model, x:torch.Tensor, target=None, layer:nn.Module=None, relu:bool=True, upsample:bool=True, eps:float=1e-8) -> torch.Tensor:
     "Class-relevant Grad-CAM of class `target` (default: the prediction) via captum `LayerGradCam` on `feature_maps` (or `layer`), N×1×H×W in [0, 1]."
     from captum.attr import LayerGradCam
@@ -199,6 +205,7 @@ def gradcam(model, x:torch.Tensor, target=None, layer:nn.Module=None, relu:bool=
 # %% ../nbs/03_saliency.ipynb #f04b3053
 ATTRIBUTION_METHODS = ('saliency', 'ig', 'smoothgrad', 'gradcam')
 
+@on_model_device()
 def attribute(model, x:torch.Tensor, y=None, method:str='saliency', baseline:float=0.0, n_steps:int=50,
               nt_samples:int=50, stdev:float=0.15, seed:int=0) -> torch.Tensor:
     "Attribution of class `y` (default: the prediction) by captum: 'saliency', 'ig', 'smoothgrad' (NCHW) or 'gradcam' (N×1×H×W)."
