@@ -62,15 +62,15 @@ def main(argv=None):
     p = bench_parser(__doc__)
     p.add_argument('--models', default='smallcnn,prn20', help='comma-separated subset of smallcnn, prn20')
     args = parse_bench_args(p, argv)
-    print(f'torch {torch.__version__}, {torch.get_num_threads()} threads; PGD-{STEPS}, eps {EPS:.4f}, alpha {ALPHA:.4f}, batch {BATCH}')
+    print(f'torch {torch.__version__}, {args.device}, {torch.get_num_threads()} threads; PGD-{STEPS}, eps {EPS:.4f}, alpha {ALPHA:.4f}, batch {BATCH}')
     torch.manual_seed(0)
     setups = {'smallcnn': ('SmallCNN 28x28x1', lambda: create_model('smallcnn', dataset='mnist'), (1, 28, 28)),
               'prn20': ('PreActResNet-20 32x32x3', lambda: create_model('preactresnet20', dataset='cifar10'), (3, 32, 32))}
     for key in args.models.split(','):
         name, make, shape = setups[key]
-        model = make()
+        model = make().to(args.device)
         model.eval()
-        x, y = torch.rand(BATCH, *shape), torch.randint(0, 10, (BATCH,))
+        x, y = torch.rand(BATCH, *shape, device=args.device), torch.randint(0, 10, (BATCH,), device=args.device)
         fns = contenders(model, x, y)
         med = time_alternating(fns, repeats=args.repeats, warmup=2)
         print()

@@ -4,6 +4,12 @@ import statistics
 import time
 
 
+def _sync():
+    "Wait for queued CUDA work, so that a timing covers the kernels a call launched (a no-op without CUDA)."
+    import torch
+    if torch.cuda.is_available(): torch.cuda.synchronize()
+
+
 def time_alternating(fns, repeats=5, warmup=1):
     """Median seconds per call of each function in the dict `fns`, run in alternation (A, B, A, B, ...).
 
@@ -14,7 +20,7 @@ def time_alternating(fns, repeats=5, warmup=1):
     times = {k: [] for k in fns}
     for _ in range(repeats):
         for k, f in fns.items():
-            t = time.perf_counter(); f(); times[k].append(time.perf_counter() - t)
+            _sync(); t = time.perf_counter(); f(); _sync(); times[k].append(time.perf_counter() - t)
     return {k: statistics.median(v) for k, v in times.items()}
 
 
@@ -32,6 +38,7 @@ def bench_parser(doc, repeats=7):
     p = argparse.ArgumentParser(description=doc.splitlines()[0])
     p.add_argument('--repeats', type=int, default=repeats, help=f'alternating rounds (>= 5; default {repeats})')
     p.add_argument('--threads', type=int, default=None, help="torch intra-op threads (default: torch's default)")
+    p.add_argument('--device', default='cpu', help="where models and data live: 'cpu' (default) or 'cuda'")
     return p
 
 

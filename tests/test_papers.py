@@ -1,0 +1,137 @@
+"""The reproduce engine: the registry against the papers' text, the smoke scale of every entry, and run folders that are
+reused, re-evaluated or resumed exactly as the configuration says."""
+import copy
+import json
+import os
+import signal
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from robustnb import papers
+from robustnb.papers import (PAPERS, SCALES, check_registry, fingerprint, job_folder, jobs, listing, papers_dir, registry,
+                             reproduce, resolve, run)
+
+EXE = shutil.which('robustnb', path=str(Path(sys.executable).parent)) or shutil.which('robustnb')
+# a cheap quick-scale row: IGAM Table 1's standard model, evaluated with FGSM and PGD-5/10/20 on the 540 digits
+ROW = ('igam', 'Table 1', 'Standard')
+
+
+@pytest.mark.skipif(papers_dir() is None, reason='the papers are not beside the repository (../shared/papers)')
+@pytest.mark.parametrize('paper', [p for p in PAPERS if p != 'benchmark'])
+def test_transcribed_numbers_occur_in_the_paper(paper):
+    table = check_registry(paper)                       # raises when a transcribed number is not in the paper's text
+    assert table.attrs['checked_against_text']
+    assert table['numbers'].sum() > 50
+
+
+def test_every_registered_entry_is_listed():
+    table = listing('all')
+    for p in PAPERS:
+        items = [e['item'] for e in registry(p)['entries']]
+        assert len(items) == len(set(items)), p
+        assert list(table.loc[table.paper == p, 'item']) == items
+    # the numbered tables of each paper are all there (the papers' own numbering)
+    have = lambda p: {e['item'] for e in registry(p)['entries']}
+    assert {f'Table {i}' for i in range(1, 5)} <= have('sat') and {f'Fig. {i}' for i in range(1, 9)} <= have('sat')
+    assert {f'Table {i}' for i in range(1, 15)} <= have('sarkar')
+    assert {f'Table {i}' for i in range(1, 6)} <= have('igam')
+    assert {f'Table {i}' for i in range(1, 6)} <= have('adt')
+    assert {f'Table {i}' for i in range(1, 7)} <= have('agkd')
+
+
+def test_rows_without_a_robustnb_method_keep_the_paper_numbers():
+    cfg = resolve('sat', 'Table 2', 'DAT (MNIST, eps=0.3)', 'quick')
+    assert cfg['status'] == 'not implemented in robustnb' and cfg['paper_numbers']['Clean']
+
+
+def test_scales_keep_the_method_and_change_the_budget():
+    full, smoke, quick = (resolve('sat', 'Table 2', 'P-SAT (MNIST, eps=0.3)', s) for s in ('full', 'smoke', 'quick'))
+    assert full['train']['epochs'] == 70 and full['train']['lr_schedule'] == ('piecewise', (40, 50, 60), 0.1)
+    assert full['train']['args']['lambda_schedule'] == ('step', 0.0, 1.0, (30, 45, 60))
+    # smoke: the full configuration, 2 epochs, every epoch-valued setting rescaled by 2/70
+    assert smoke['train']['network'] == full['train']['network'] and smoke['train']['shape'] == [1, 28, 28]
+    assert smoke['train']['epochs'] == 2
+    assert smoke['train']['args']['lambda_schedule'][3] == pytest.approx(tuple(m*2/70 for m in (30, 45, 60)))
+    # quick: digits, budgets scaled by 0.2/0.3, 10 training steps travelling as far as the paper's 40
+    assert quick['train']['dataset'] == 'digits' and quick['train']['epochs'] == 15
+    assert quick['train']['args']['eps'] == pytest.approx(0.3*0.2/0.3)
+    assert quick['train']['args']['steps']*quick['train']['args']['alpha'] == pytest.approx(40*0.02*0.2/0.3)
+    assert fingerprint(full) != fingerprint(quick) and fingerprint(full) == fingerprint(resolve('sat', 'Table 2', 'P-SAT (MNIST, eps=0.3)', 'full'))
+
+
+def test_reproduce_all_at_smoke_scale(tmp_path):
+    "The acceptance run: every entry of the five papers and the benchmark at smoke scale, on the CPU."
+    table = reproduce('all', scale='smoke', root=tmp_path, device='cpu', progress=False)
+    ok = table['status'].str.startswith('ok')
+    assert ok.sum() > 100
+    # every row that is not run says why, in words
+    assert table.loc[~ok, 'status'].str.len().min() > 10
+    ran = table[table['status'] == 'ok']
+    assert ran['ours'].notna().sum() > 50
+
+
+def test_quick_run_folder_reuse_rerun_and_stale(tmp_path, monkeypatch):
+    res = run(*ROW, scale='quick', root=tmp_path, progress=False)
+    folder = Path(res['folder'])
+    for name in ('config.json', 'history.csv', 'model.pt', 'results.json', 'results.csv'):
+        assert (folder/name).exists(), name
+    cfg = json.loads((folder/'config.json').read_text())
+    assert cfg['fingerprint'] == res['fingerprint'] and cfg['versions']['torch'] and cfg['seed'] == 0
+    assert set(res['results']) >= {'Clean', 'FGSM', 'PGD5', 'PGD10', 'PGD20'} and res['results']['Clean'] > 90
+    t0 = time.perf_counter()
+    again = run(*ROW, scale='quick', root=tmp_path, progress=False)
+    assert again['reused'] and again['results'] == res['results'] and time.perf_counter() - t0 < 5
+    # one evaluation hyperparameter changes: the model is reused, the job re-evaluated, the old folder kept aside
+    reg = copy.deepcopy(registry('igam'))
+    reg['evals']['fgsm_pgd_5_10_20']['attacks'][3]['steps'] = 30
+    monkeypatch.setattr(papers, 'registry', lambda p: reg if p == 'igam' else registry(p))
+    models = sorted((tmp_path/'quick'/'models').iterdir())
+    changed = run(*ROW, scale='quick', root=tmp_path, progress=False)
+    assert not changed['reused'] and changed['fingerprint'] != res['fingerprint']
+    assert sorted((tmp_path/'quick'/'models').iterdir()) == models          # nothing retrained
+    assert changed['results']['Clean'] == res['results']['Clean']
+    assert list(folder.parent.glob('seed0.stale-*'))
+
+
+@pytest.mark.skipif(EXE is None, reason='the robustnb console script is not installed')
+def test_killed_run_resumes_to_the_same_numbers(tmp_path):
+    job = 'igam/table-1/standard/0'
+    ref = subprocess.run([EXE, 'reproduce', '--job', job, '--root', str(tmp_path/'ref'), '--json'], capture_output=True,
+                         text=True, check=True).stdout
+    proc = subprocess.Popen([EXE, 'reproduce', '--job', job, '--root', str(tmp_path/'cut')], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    ckpt = None
+    while proc.poll() is None:                           # kill it as soon as the first epoch is checkpointed
+        ckpt = next((tmp_path/'cut').glob('quick/models/*/ckpt/last.pt'), None)
+        if ckpt is not None: proc.send_signal(signal.SIGKILL); break
+        time.sleep(0.05)
+    proc.wait()
+    resumed = subprocess.run([EXE, 'reproduce', '--job', job, '--root', str(tmp_path/'cut'), '--json'], capture_output=True,
+                             text=True, check=True).stdout
+    strip = lambda out: [{k: v for k, v in r.items() if k != 'status'} for r in json.loads(out)]
+    assert strip(resumed) == strip(ref)
+
+
+@pytest.mark.skipif(EXE is None, reason='the robustnb console script is not installed')
+def test_command_line(tmp_path):
+    out = subprocess.run([EXE, 'reproduce', '--list'], capture_output=True, text=True, check=True).stdout
+    assert 'Table 2' in out and 'sarkar' in out and 'benchmark' in out
+    listed = json.loads(subprocess.run([EXE, 'reproduce', 'sat', '--list', '--json', '--scale', 'full'], capture_output=True,
+                                       text=True, check=True).stdout)
+    assert {j['id'] for j in listed} == {j['id'] for j in jobs('sat', scale='full')} and all(j['scale'] == 'full' for j in listed)
+    r = subprocess.run([EXE, 'reproduce', '--scale', 'huge'], capture_output=True, text=True)
+    assert r.returncode == 2 and '--scale' in r.stderr and 'Traceback' not in r.stderr
+    bad = [['reproduce', 'nope'], ['reproduce', 'sat', '--item', 'Table 99'], ['reproduce', '--job', 'sat/table-2/at/x'],
+           ['reproduce', '--job', 'sat/table-2/at-mnist-eps-0.3/0', '--scale', 'full', '--device', 'cpu', '--root', str(tmp_path)],
+           ['reproduce', '--job', 'sat/table-2/at-mnist-eps-0.3/0', '--scale', 'full', '--device', 'cpu', '--force',
+            '--root', str(tmp_path), '--data-root', str(tmp_path/'no-data')]]
+    for args in bad:
+        r = subprocess.run([EXE, *args], capture_output=True, text=True)
+        assert r.returncode == 2, (args, r.stderr)
+        assert 'Traceback' not in r.stderr and len(r.stderr.strip().splitlines()) == 1, (args, r.stderr)
+    assert 'download=True' in r.stderr                   # a missing dataset says how to get it
