@@ -96,6 +96,8 @@ def _reproduce_command(args) -> int:
             else:
                 with pd.option_context('display.width', 200, 'display.max_rows', None, 'display.max_colwidth', 60):
                     print(papers.listing(args.paper).to_string(index=False))
+                print('rows: registered rows; runnable: rows robustnb can run at full scale; cost: estimated image-passes '
+                      '(forward + backward of one image) of the runnable rows at each scale')
             return 0
         if args.job is not None:
             p, item, row, seed = papers.parse_job(args.job)

@@ -261,7 +261,8 @@ def resolve(paper:str, item:str, row:str, scale:str='quick', seed:int=0) -> dict
     try:
         train = _train_spec(reg, r['method'], r.get('args'), r['setting'], None, where)
         if scale == 'quick': train.update({**entry.get('quick', {}), **r.get('quick', {})})
-        train['track'] = [m for m in entry.get('metrics', []) if m in TRACKERS]
+        track = [m for m in entry.get('metrics', []) if m in TRACKERS]
+        if track: train['track'] = track                # per-epoch probes (SAT Fig. 4); absent when there are none
         cfg['train'] = _at_scale(train, scale, seed)
         cfg['eval'] = _eval_at_scale(reg, r.get('eval'), scale, train, where)
     except ValueError as e:                            # a setting the paper leaves open: listed, not run
@@ -645,7 +646,7 @@ def _cost(cfg):
     if cfg['train'] is None: return 0
     def train_cost(t):
         steps = t['args'].get('steps') or 0
-        per = {'igam': 3, 'sarkar': 4, 'agkdbml': 2*(steps + 1) + 3}.get(t['method'], steps + 1)
+        per = {'igam': 3, 'sarkar': 4, 'agkdbml': 2*(steps + 1) + 3, 'init': 0}.get(t['method'], steps + 1)
         return t['epochs']*t['n_train']*per + sum(train_cost(v) for v in t['teachers'].values())
     n = cfg['eval']['n'] or _dataset_facts(cfg['train'].get('paper_dataset', cfg['train']['dataset']))[2]//5
     ev = n*sum(1 + (a.get('steps') or 1)*(a.get('restarts') or 1) + (2000 if a['attack'] == 'autoattack' else 0)
