@@ -48,9 +48,12 @@ def _in_channels(model):
         c = conv.in_channels if conv is not None else None
     return c
 
+_DIGITS_FIT = dict(optimizer='adam', lr=2e-3, weight_decay=0.0)   # ours (digits): SGD at fit's lr 0.1 diverges here
+
 class GradientMatchingRecipe(Recipe):
     "Base of IGAM and SaliencyCurriculum: a frozen teacher, discriminators `disc_names` and their game (see the notes above)."
     disc_names = ('disc',)
+    train_presets = {None: _DIGITS_FIT, 'digits': _DIGITS_FIT}         # subclasses add the papers' (see their notes)
     def __init__(self, teacher:nn.Module, transform:nn.Module=None, disc_every:int=5, disc_lr:float=0.01,
                  disc_widths=(8, 16, 32, 64), discriminator=None, in_channels:int=None, non_saturating:bool=False):
         super().__init__()
@@ -70,10 +73,6 @@ class GradientMatchingRecipe(Recipe):
         self.in_channels, self.non_saturating = in_channels, bool(non_saturating)
         self._make_disc = discriminator or (lambda c: Discriminator(c, self.disc_widths))
         self._steps, self._pending, self._checked = 0, {}, False
-
-    def fit_defaults(self):
-        "Digits defaults (no preset): Adam with lr 2·10⁻³ — SGD at fit's lr 0.1 diverges here. Presets use fit's SGD."
-        return {'optimizer': 'adam', 'lr': 2e-3, 'weight_decay': 0.0} if self.preset is None else {}
 
     def setup(self, model, device):
         self._check_teacher(model)
@@ -221,11 +220,14 @@ IGAM_PRESETS = {
 }
 IGAM_PRESET_ALIASES = {'cifar10': 'cifar10/tinyimagenet-upsize', 'cifar100': 'cifar100/cifar10',
                        'tinyimagenet': 'tinyimagenet/cifar10-resize'}
+# §5.1.1, §5.2: 200 epochs with Madry et al.'s SGD settings (lr 0.1, ×0.1 half-way and at three quarters, wd 2e-4, batch 128)
+_IGAM_FIT = dict(optimizer='sgd', lr=0.1, momentum=0.9, weight_decay=2e-4, lr_schedule=(100, 150), batch_size=128, epochs=200)
 
 class IGAM(GradientMatchingRecipe):
     """IGAM (Chan et al. 2020, Alg. 1): `ce` (Eq. 7) + λ_adv·`adv` (L_adv, Eq. 10) + λ_diff·`diff` (L_diff, Eq. 13) = Eq. 14,
     J = ∇ₓ of `grad_kind` ('ce': Eq. 8-9; 'prob': official code) for student (differentiable) and frozen teacher (through
     `transform`, Eq. 15-17); f_disc maximizes L_adv (Eq. 12) every `disc_every` steps. Presets: App. A (`IGAM_PRESETS`)."""
+    train_presets = {**GradientMatchingRecipe.train_presets, **{p: _IGAM_FIT for p in [*IGAM_PRESETS, *IGAM_PRESET_ALIASES] if p != 'digits'}}
     def __init__(self, teacher:nn.Module, transform:nn.Module=None, lambda_adv:float=None, lambda_diff:float=None,
                  disc_every:int=None, grad_kind:str='ce', disc_widths=None, disc_lr:float=0.01, discriminator=None,
                  in_channels:int=None, non_saturating:bool=False, preset:str=None):
@@ -260,6 +262,7 @@ SARKAR_PRESETS = {
     'tinyimagenet': dict(beta=2.0, gamma_phase1=10.0, gamma_phase2=50.0, phase1_epochs=100, epochs_per_k=15, disc_widths=_SMALL),
 }
 _UNSET = object()
+_SARKAR_FIT = dict(optimizer='sgd', lr=0.1, momentum=0.9, weight_decay=2e-4)   # §5 (lr); optimizer, momentum, wd: Madry et al.
 
 def _check_schedule(schedule):
     if isinstance(schedule, (int, float)) or not callable(schedule):
@@ -281,6 +284,8 @@ class SaliencyCurriculum(GradientMatchingRecipe):
     phase 2 (Eq. 16) adds β·`curr_robust` (Eq. 17, f_curr-disc maximizing it, Eq. 19) + γ₂·`curr_diff` (Eq. 18) between the
     student's J^CE and the teacher's top-k % J^TCI, k from `schedule` (100 → 50). Switches for the §6 / App. C ablations."""
     disc_names = ('disc', 'curr_disc')
+    train_presets = {**GradientMatchingRecipe.train_presets, 'cifar10': {**_SARKAR_FIT, 'batch_size': 32},
+                     'cifar100': {**_SARKAR_FIT, 'batch_size': 32}, 'tinyimagenet': {**_SARKAR_FIT, 'batch_size': 16}}
     def __init__(self, teacher:nn.Module, beta:float=None, gamma_phase1:float=None, gamma_phase2:float=None, schedule=None,
                  phase1_epochs=_UNSET, keep_alignment_in_phase2:bool=True, lr_decay=((1.0, 0.01), (0.01, 0.001)),
                  transform:nn.Module=None, disc_every:int=1, disc_lr:float=0.01, disc_widths=None, discriminator=None,
@@ -339,8 +344,9 @@ class SaliencyCurriculum(GradientMatchingRecipe):
         return a2 + (b2 - a2)*min((epoch - p1)/self.curriculum_epochs, 1.0)
 
     def fit_defaults(self):
-        "The base class's optimizer choice plus Sarkar's two-phase linear decay (`lr_schedule`)."
-        return {**super().fit_defaults(), 'lr_schedule': self.lr_schedule}
+        "The preset's settings plus Sarkar's two-phase linear decay (`lr_schedule`) and, when phase 1's length is set, `total_epochs`."
+        d = {**super().fit_defaults(), 'lr_schedule': self.lr_schedule}
+        return d if self.phase1_epochs is None else {**d, 'epochs': self.total_epochs}
 
     def on_epoch_start(self, model, epoch):
         p = self.phase(epoch)

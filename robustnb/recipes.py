@@ -31,8 +31,13 @@ ATTACK_PRESETS = {
     'tinyimagenet': dict(eps=8/255, alpha=2/255, steps=10),
 }
 
+# training settings for fit (the table above); SGD with momentum 0.9 and ×0.1 at each epoch of `lr_schedule` throughout
+_SAT_MNIST = dict(optimizer='sgd', lr=0.01, momentum=0.9, weight_decay=5e-4, lr_schedule=(40, 50, 60), batch_size=128, epochs=70)  # SAT App. A
+_ADT_CIFAR = dict(optimizer='sgd', lr=0.1, momentum=0.9, weight_decay=2e-4, lr_schedule=(75, 90), batch_size=128, epochs=100)     # ADT §4 (= TRADES)
+
 class AdversarialRecipe(Recipe):
-    "Base of recipes that train on attacks: threat model from `eps`/`alpha`/`steps` or a dataset `preset`."
+    "Base of recipes that train on attacks: threat model from `eps`/`alpha`/`steps` or a dataset `preset` (with its training settings)."
+    train_presets = {'mnist': _SAT_MNIST, 'cifar10': _ADT_CIFAR, 'cifar100': _ADT_CIFAR}
     def __init__(self, eps:float=None, alpha:float=None, steps:int=None, preset:str=None):
         super().__init__()
         if preset is not None and preset not in ATTACK_PRESETS:
@@ -43,6 +48,7 @@ class AdversarialRecipe(Recipe):
         self.eps = _check_number('eps', eps)
         self.steps = _check_int('steps', steps if steps is not None else p.get('steps', 10))
         self.alpha = _check_number('alpha', alpha) if alpha is not None else p.get('alpha', 2.5*self.eps/self.steps)
+        self.preset = preset                            # picks the training settings too (`train_presets`)
     def attack(self, model, x, y, **kwargs):
         "PGD in the recipe's threat model (eval mode, restored by the attack); keyword arguments go to `pgd`."
         return pgd(model, x, y, self.eps, self.alpha, self.steps, **kwargs)
@@ -111,7 +117,10 @@ class ADT(AdversarialRecipe):
         self.modules['teacher'].eval().requires_grad_(False)
     def teacher_logits(self, x):
         with torch.no_grad(): return self.modules['teacher'](x)
-    def fit_defaults(self): return {} if self.max_grad_norm is None else {'max_grad_norm': self.max_grad_norm}
+    def fit_defaults(self):
+        "The preset's training settings, plus gradient clipping (ours, see above) unless `max_grad_norm=None`."
+        d = super().fit_defaults()
+        return d if self.max_grad_norm is None else {**d, 'max_grad_norm': self.max_grad_norm}
     teacher_beta = 0.0
     def loss(self, model, x, y, epoch):
         x_adv = trades_attack(model, x, y, self) if self.pairing == 'trades' else self.attack(model, x, y)
@@ -144,8 +153,11 @@ _SAT_PRESETS = {  # SAT App. A: step schedules (MNIST, PRN-20) and the linear sc
     'cifar100': dict(attack='cifar100', psat=lambda: LinearSchedule(0.0, 1.0, 30, 70), hsat=lambda: LinearSchedule(0.8, 1.0, 0, 30)),
 }
 
+_SAT_CIFAR = dict(optimizer='sgd', lr=0.05, momentum=0.9, lr_schedule=(40, 60, 80), batch_size=128, epochs=100)   # SAT App. A, PRN-20
+
 class _SATRecipe(AdversarialRecipe):
     "Shared by P-SAT and H-SAT: a λ schedule that must reach 1, checked against the run's length in `setup`."
+    train_presets = {'mnist': _SAT_MNIST, 'cifar10': {**_SAT_CIFAR, 'weight_decay': 5e-4}, 'cifar100': {**_SAT_CIFAR, 'weight_decay': 2e-4}}
     _default_lambda = None
     def __init__(self, lambda_schedule=None, eps:float=None, alpha:float=None, steps:int=None, preset:str=None, kind='psat'):
         if preset is not None and preset not in _SAT_PRESETS and preset not in ATTACK_PRESETS:
@@ -219,8 +231,13 @@ def partner_indices(y:torch.Tensor, wanted:torch.Tensor, generator=None) -> torc
         if len(pool): out[need] = pool[torch.randint(len(pool), (len(need),), generator=generator, device=pool.device)]
     return out
 
+_AGKD = dict(optimizer='sgd', lr=0.1, momentum=0.9, weight_decay=2e-4, batch_size=128)   # momentum, wd, batch: Madry et al.
+
 class AGKDBML(AdversarialRecipe):
     "AGKD-BML: CE (label smoothing) on forward AEs [+ MART term] + attention L1 to a frozen teacher + bi-directional triplet."
+    train_presets = {**AdversarialRecipe.train_presets,
+                     'cifar10': {**_AGKD, 'lr_schedule': (100, 150), 'epochs': 200},   # supp. Tables 2 and 4
+                     'tinyimagenet': {**_AGKD, 'lr_schedule': (30,)}}                 # supp. §1: no length given
     def __init__(self, teacher:torch.nn.Module, eps:float=None, alpha:float=None, steps:int=None, label_smoothing:float=0.5,
                  mart:bool=False, beta:float=6.0, attention_weight:float=1.0, triplet_weight:float=1.0, margin:float=0.03,
                  init_from_teacher:bool=True, preset:str=None):

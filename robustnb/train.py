@@ -4,7 +4,7 @@
 
 # %% auto #0
 __all__ = ['CHECKPOINT_FORMAT', 'FIT_DEFAULTS', 'set_seed', 'default_device', 'as_loader', 'accuracy', 'train_standard',
-           'piecewise_lr', 'linear_lr', 'cosine_lr', 'Recipe', 'load_checkpoint', 'fit']
+           'piecewise_lr', 'linear_lr', 'cosine_lr', 'Recipe', 'load_checkpoint', 'resolve_fit_config', 'fit']
 
 # %% ../nbs/07_train.ipynb #2492fb9d
 """The training loop (robustnb.train): seeding, devices, accuracy, learning-rate schedules, the `Recipe` protocol and
@@ -105,13 +105,18 @@ def cosine_lr(epochs:int):
     "Cosine decay from 1× to 0 over `epochs`."
     return lambda epoch: 0.5*(1 + math.cos(math.pi*min(max(epoch/epochs, 0.0), 1.0)))
 
+def _milestones(v) -> bool:
+    return isinstance(v, (tuple, list)) and len(v) > 0 and all(isinstance(m, (int, float)) and not isinstance(m, bool) and m >= 0 for m in v)
+
 def _schedule(lr_schedule, epochs):
     if lr_schedule is None or lr_schedule == 'piecewise': return piecewise_lr((0.75*epochs, 0.9*epochs))
+    if _milestones(lr_schedule): return piecewise_lr(lr_schedule)      # epochs of a ×0.1 decay (the presets' form)
     if lr_schedule == 'linear': return linear_lr(epochs)
     if lr_schedule == 'cosine': return cosine_lr(epochs)
     if lr_schedule == 'constant': return lambda epoch: 1.0
     if callable(lr_schedule): return lr_schedule
-    raise ValueError(f"lr_schedule: expected 'piecewise', 'linear', 'cosine', 'constant' or a callable of the epoch, got {lr_schedule!r}")
+    raise ValueError(f"lr_schedule: expected 'piecewise', 'linear', 'cosine', 'constant', a tuple of epoch milestones (×0.1 at each) "
+                     f"or a callable of the epoch, got {lr_schedule!r}")
 
 # %% ../nbs/07_train.ipynb #8a114065
 class Recipe:
@@ -119,12 +124,16 @@ class Recipe:
     def __init__(self):
         self.modules, self.optimizers = {}, {}
     epochs = None                                     # the run's length, set by `fit` before `setup`
+    preset = None                                     # the dataset preset a recipe was built with (`preset=`)
+    train_presets = {}                                # preset -> the paper's training settings (keys of FIT_DEFAULTS)
     def setup(self, model, device):
         for m in self.modules.values(): m.to(device)
     def on_epoch_start(self, model, epoch:int): pass
     def loss(self, model, x, y, epoch:float) -> dict: raise NotImplementedError(f'{type(self).__name__} must define loss')
     def after_step(self, model, x, y, epoch:float) -> dict: return {}
-    def fit_defaults(self) -> dict: return {}
+    def fit_defaults(self) -> dict:
+        "Training settings for `fit` where the caller passes none: the entry of `self.preset` in `train_presets`."
+        return dict(self.train_presets.get(self.preset, {}))
     def set_lr_factor(self, factor:float):
         for opt in self.optimizers.values():
             for g in opt.param_groups: g['lr'] = g.setdefault('initial_lr', g['lr'])*factor
@@ -182,41 +191,58 @@ def _check_labelled(dataset):
          (isinstance(item[1], int) or (torch.is_tensor(item[1]) and item[1].ndim == 0 and not item[1].is_floating_point()))
     if not ok: raise ValueError('train_data: expected items of (image, integer label); got items without integer labels')
 
-FIT_DEFAULTS = {'optimizer': None, 'lr_schedule': None, 'lr': 0.1, 'weight_decay': 5e-4, 'max_grad_norm': None}
+FIT_DEFAULTS = {'optimizer': None, 'lr_schedule': None, 'lr': 0.1, 'momentum': 0.9, 'weight_decay': 5e-4,
+                'max_grad_norm': None, 'batch_size': 128, 'epochs': None}
 
-def _make_optimizer(optimizer, model, lr, weight_decay):
+def resolve_fit_config(recipe:Recipe, **arguments) -> dict:
+    "The settings `fit` trains `recipe` with: each of `arguments` (keys of FIT_DEFAULTS; None = not given) wins over the recipe's `fit_defaults()`, which wins over FIT_DEFAULTS."
+    if not isinstance(recipe, Recipe): raise TypeError(f'recipe: expected a robustnb Recipe, got {type(recipe).__name__}')
+    unknown = set(arguments) - set(FIT_DEFAULTS)
+    if unknown: raise TypeError(f'resolve_fit_config: unknown settings {sorted(unknown)}; expected any of {", ".join(FIT_DEFAULTS)}')
+    defaults = dict(recipe.fit_defaults())
+    unknown = set(defaults) - set(FIT_DEFAULTS)
+    if unknown: raise ValueError(f'recipe: {type(recipe).__name__}.fit_defaults may only set {", ".join(FIT_DEFAULTS)}, not {sorted(unknown)}')
+    cfg = {}
+    for k, default in FIT_DEFAULTS.items():
+        v = arguments.get(k)
+        cfg[k] = v if v is not None else defaults.get(k) if defaults.get(k) is not None else default
+    if cfg['epochs'] is None:
+        preset = f"preset={recipe.preset!r}" if recipe.preset is not None else 'no preset'
+        raise ValueError(f'epochs: pass the number of epochs to fit; {type(recipe).__name__} ({preset}) has no training preset that sets it')
+    _check_int('epochs', cfg['epochs'])
+    _check_int('batch_size', cfg['batch_size'])
+    _check_positive('lr', cfg['lr'])
+    if isinstance(cfg['momentum'], bool) or not isinstance(cfg['momentum'], (int, float)) or not 0 <= cfg['momentum'] < 1:
+        raise ValueError(f"momentum: expected a number in [0, 1), got {cfg['momentum']!r}")
+    if isinstance(cfg['weight_decay'], bool) or not isinstance(cfg['weight_decay'], (int, float)) or cfg['weight_decay'] < 0:
+        raise ValueError(f"weight_decay: expected a non-negative number, got {cfg['weight_decay']!r}")
+    if cfg['max_grad_norm'] is not None: _check_positive('max_grad_norm', cfg['max_grad_norm'])
+    _schedule(cfg['lr_schedule'], cfg['epochs'])      # a bad schedule fails here, before any work
+    return cfg
+
+def _make_optimizer(optimizer, model, lr, weight_decay, momentum=0.9):
     if optimizer is None or optimizer == 'sgd':
-        return torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9, weight_decay=weight_decay)
+        return torch.optim.SGD(model.parameters(), lr=lr, momentum=momentum, weight_decay=weight_decay)
     if optimizer == 'adam': return torch.optim.Adam(model.parameters(), lr=lr, weight_decay=weight_decay)
     if isinstance(optimizer, torch.optim.Optimizer): return optimizer
     if callable(optimizer): return optimizer(model.parameters())
     raise ValueError(f"optimizer: expected None, 'sgd', 'adam', an Optimizer or a callable params -> Optimizer, got {optimizer!r}")
 
-def fit(model:torch.nn.Module, recipe:Recipe, train_data, epochs:int, *, val_data=None, optimizer=None,
+def fit(model:torch.nn.Module, recipe:Recipe, train_data, epochs:int=None, *, val_data=None, optimizer=None,
         lr_schedule=None, device='auto', checkpoint_dir=None, resume:bool=True, seed:int=0, eval_attack=None,
-        lr:float=None, weight_decay:float=None, batch_size:int=128, keep_best:bool=True, callbacks=(),
-        max_grad_norm:float=None, progress:bool=True) -> pd.DataFrame:
-    "Train `model` with `recipe` for `epochs`; returns the per-epoch history (loss terms, lr, time, val accuracy in %)."
-    _check_int('epochs', epochs)
-    if not isinstance(recipe, Recipe): raise TypeError(f'recipe: expected a robustnb Recipe, got {type(recipe).__name__}')
-    defaults = dict(recipe.fit_defaults())
-    unknown = set(defaults) - set(FIT_DEFAULTS)
-    if unknown: raise ValueError(f'recipe: {type(recipe).__name__}.fit_defaults may only set {", ".join(FIT_DEFAULTS)}, not {sorted(unknown)}')
-    defaults = {**FIT_DEFAULTS, **defaults}
-    optimizer = defaults['optimizer'] if optimizer is None else optimizer
-    lr_schedule = defaults['lr_schedule'] if lr_schedule is None else lr_schedule
-    lr = defaults['lr'] if lr is None else lr
-    weight_decay = defaults['weight_decay'] if weight_decay is None else weight_decay
-    max_grad_norm = defaults['max_grad_norm'] if max_grad_norm is None else max_grad_norm
-    _check_positive('lr', lr)
-    if max_grad_norm is not None: _check_positive('max_grad_norm', max_grad_norm)
+        lr:float=None, weight_decay:float=None, batch_size:int=None, keep_best:bool=True, callbacks=(),
+        max_grad_norm:float=None, progress:bool=True, momentum:float=None) -> pd.DataFrame:
+    "Train `model` with `recipe` (settings: arguments, else the recipe's preset, else FIT_DEFAULTS); returns the per-epoch history."
+    cfg = resolve_fit_config(recipe, epochs=epochs, optimizer=optimizer, lr_schedule=lr_schedule, lr=lr, momentum=momentum,
+                             weight_decay=weight_decay, batch_size=batch_size, max_grad_norm=max_grad_norm)
+    epochs, max_grad_norm = cfg['epochs'], cfg['max_grad_norm']
     dev = default_device(device)
     set_seed(seed)                                   # a resumed run restores the generators from its checkpoint below
     model.to(dev)
-    loader = as_loader(train_data, batch_size=batch_size, shuffle=True, seed=seed)
+    loader = as_loader(train_data, batch_size=cfg['batch_size'], shuffle=True, seed=seed)   # a DataLoader is kept as is
     _check_labelled(loader.dataset)
-    schedule = _schedule(lr_schedule, epochs)
-    opt = _make_optimizer(optimizer, model, lr, weight_decay)
+    schedule = _schedule(cfg['lr_schedule'], epochs)
+    opt = _make_optimizer(cfg['optimizer'], model, cfg['lr'], cfg['weight_decay'], cfg['momentum'])
     for g in opt.param_groups: g.setdefault('initial_lr', g['lr'])
     recipe.epochs = epochs
     recipe.setup(model, dev)

@@ -1,0 +1,96 @@
+"""PGD-AT, P-SAT and H-SAT on MNIST-shaped digits, trained with the recipes' 'mnist' training preset (SAT App. A).
+
+The embedded 8x8 digits (1,257 training, 540 test images) are upsampled to 28x28 (bilinear, clamped to [0, 1]) and
+SAT's MNIST network (`create_model('smallcnn', dataset='mnist')`) is trained with
+
+    fit(model, PGDAT(preset='mnist'), train)            # or PSAT / HSAT; eps from --eps
+
+i.e. with nothing but the preset: SGD, momentum 0.9, lr 0.01, x0.1 at epochs 40/50/60 of 70, weight decay 5e-4,
+batch 128, PGD-40 with step 0.02 from a uniform start (P-SAT/H-SAT: lambda raised in steps of 1/3 at epochs 30/45/60).
+After every epoch it prints clean and PGD-40 accuracy on the test split (step 0.01 at the training eps, uniform random
+start: the Madry/SAT evaluation attack).
+
+`--epochs N` runs a proportionally shorter schedule: every milestone of the preset (the learning-rate decays and, for
+P-SAT and H-SAT, the lambda steps) is multiplied by N / 70, so the phases keep their share of the run.
+`SAT §6.2.1` reports that AT at eps >= 0.35 collapses to constant logits on MNIST while P-SAT and H-SAT train there.
+
+    python bench/mnist_presets.py --method pgdat --eps 0.3 --epochs 10
+    python bench/mnist_presets.py --method psat --eps 0.4 --epochs 10
+"""
+import argparse
+import sys
+import time
+
+import torch
+import torch.nn.functional as F
+
+
+def upsampled(split):
+    "The digits of `split` as MNIST-shaped (1x28x28) images in [0, 1]."
+    from robustnb.data import load_dataset
+    d = load_dataset('digits', split)
+    return F.interpolate(d.images, size=(28, 28), mode='bilinear', align_corners=False).clamp(0, 1), d.labels
+
+
+def make_recipe(method, eps, scale):
+    "The recipe with the 'mnist' preset; `scale` != 1 multiplies the lambda milestones (P-SAT, H-SAT)."
+    from robustnb.curriculum import StepSchedule
+    from robustnb.recipes import HSAT, PGDAT, PSAT
+    cls = {'pgdat': PGDAT, 'psat': PSAT, 'hsat': HSAT}[method]
+    if method == 'pgdat' or scale == 1: return cls(preset='mnist', eps=eps)
+    sched = cls(preset='mnist', eps=eps).lambda_schedule                        # SAT App. A: steps at 30/45/60
+    return cls(preset='mnist', eps=eps, lambda_schedule=StepSchedule(sched.start, sched.stop, tuple(m*scale for m in sched.milestones)))
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument('--method', choices=('pgdat', 'psat', 'hsat'), default='pgdat')
+    p.add_argument('--eps', type=float, default=0.3, help='training and evaluation budget (default 0.3, the preset)')
+    p.add_argument('--epochs', type=int, default=None, help="default: the preset's 70; fewer scale every milestone by N/70")
+    p.add_argument('--threads', type=int, default=1, help='torch intra-op threads (default 1: leave a core to others)')
+    p.add_argument('--seed', type=int, default=0)
+    p.add_argument('--eval-steps', type=int, default=40)
+    p.add_argument('--eval-alpha', type=float, default=0.01)
+    p.add_argument('--csv', default=None, help='also write the per-epoch history here')
+    args = p.parse_args(argv)
+    torch.set_num_threads(args.threads)
+
+    from robustnb.attacks import pgd
+    from robustnb.models import create_model
+    from robustnb.train import resolve_fit_config, set_seed, fit
+
+    train, test = upsampled('train'), upsampled('test')
+    preset = resolve_fit_config(make_recipe(args.method, args.eps, 1))
+    scale = 1 if args.epochs is None else args.epochs/preset['epochs']
+    recipe = make_recipe(args.method, args.eps, scale)
+    overrides = {} if args.epochs is None else {'epochs': args.epochs,
+                                                 'lr_schedule': tuple(m*scale for m in preset['lr_schedule'])}
+    cfg = resolve_fit_config(recipe, **overrides)
+    eval_attack = lambda model, x, y: pgd(model, x, y, args.eps, args.eval_alpha, args.eval_steps)
+    print(f'{type(recipe).__name__}(preset=mnist) eps={recipe.eps} alpha={recipe.alpha} steps={recipe.steps}'
+          + (f' lambda={recipe.lambda_schedule!r}' if hasattr(recipe, 'lambda_schedule') else ''))
+    print('fit settings:', {k: v for k, v in cfg.items()}, f'(milestones x{scale:.4g})' if scale != 1 else '(the preset)')
+    print(f'data: {len(train[1])} train / {len(test[1])} test digits upsampled to 28x28; eval PGD-{args.eval_steps} '
+          f'step {args.eval_alpha} at eps {args.eps}; {torch.get_num_threads()} thread(s)')
+    lam = 'lambda' if args.method != 'pgdat' else ''
+    print(f"{'epoch':>5} {'lr':>9} {lam:>7} {'loss':>7} {'clean %':>8} {'PGD %':>7} {'train s':>8} {'total s':>8}")
+    t0 = time.perf_counter()
+
+    def report(epoch, row, model):
+        lv = f"{row['lambda']:7.3f}" if 'lambda' in row else f"{'':7}"
+        print(f"{epoch:5d} {row['lr']:9.2e} {lv} {row['loss']:7.4f} {row['val_clean']:8.2f} {row['val_robust']:7.2f} "
+              f"{row['seconds']:8.1f} {time.perf_counter() - t0:8.0f}", flush=True)
+
+    set_seed(args.seed)
+    model = create_model('smallcnn', dataset='mnist')
+    hist = fit(model, recipe, train, **overrides, val_data=test, eval_attack=eval_attack, seed=args.seed,
+               callbacks=[report], progress=False)
+    best = hist.attrs['best_epoch']
+    print(f'best epoch (PGD accuracy, kept as SAT App. A does): {best}; clean {hist.val_clean.iloc[best - 1]:.2f} %, '
+          f'PGD-{args.eval_steps} {hist.val_robust.iloc[best - 1]:.2f} %; chance is 10 %')
+    if args.csv: hist.to_csv(args.csv, index=False)
+    return hist
+
+
+if __name__ == '__main__':
+    main()
