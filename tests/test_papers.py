@@ -69,6 +69,7 @@ def test_reproduce_all_at_smoke_scale(tmp_path):
     table = reproduce('all', scale='smoke', root=tmp_path, device='cpu', progress=False)
     ok = table['status'].str.startswith('ok')
     assert ok.sum() > 100
+    assert not table['status'].str.startswith('failed').any(), table.loc[table['status'].str.startswith('failed'), 'status']
     # every row that is not run says why, in words
     assert table.loc[~ok, 'status'].str.len().min() > 10
     ran = table[table['status'] == 'ok']
