@@ -18,6 +18,7 @@ WRITER = textwrap.dedent('''
     while True:                                   # ~32 MB per file: each write takes a while
         i += 1
         _atomic_save({'format': %r, 'epoch': i, 'w': torch.full((8_000_000,), float(i))}, path)
+        if i == 1: print('first', flush=True)     # the test's clock starts here, not at import (slow on a busy machine)
 ''' % CHECKPOINT_FORMAT)
 
 
@@ -26,8 +27,9 @@ def test_killed_writer_leaves_a_complete_checkpoint(tmp_path):
     rng = random.Random(0)
     loaded = 0
     for trial in range(6):
-        p = subprocess.Popen([sys.executable, '-c', WRITER, str(path)])
-        time.sleep(rng.uniform(0.5, 2.5))       # import time plus a random point inside some write
+        p = subprocess.Popen([sys.executable, '-c', WRITER, str(path)], stdout=subprocess.PIPE, text=True)
+        assert p.stdout.readline().strip() == 'first'   # one complete file exists: kill at a random point after it
+        time.sleep(rng.uniform(0.0, 1.0))
         os.kill(p.pid, signal.SIGKILL); p.wait()
         if path.exists():
             ck = load_checkpoint(path)            # never truncated: it loads, and it is internally consistent
