@@ -19,7 +19,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from .attacks import _check_int, _check_number, _check_positive, untracked
+from .attacks import _check_int, _check_number, _check_positive, on_model_device, untracked
 from .curriculum import TopKSchedule
 from .losses import gradient_adversarial_loss, gradient_l2
 from .models import Discriminator, _check_widths
@@ -27,6 +27,7 @@ from .saliency import CenterCrop, _crop_window, _logits_and_input_grads, crop_gr
 from .train import Recipe, as_loader
 
 # %% ../nbs/08b_matching.ipynb #2cbe5e22
+@on_model_device()
 def student_input_grads(model, x:torch.Tensor, y:torch.Tensor, kinds=('ce',)):
     "One forward pass of `model` (in its current mode) → (logits, [input gradient of each of `kinds`]), all differentiable w.r.t. the parameters."
     return _logits_and_input_grads(model, x.detach().requires_grad_(), y, kinds, create_graph=True)

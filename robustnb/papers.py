@@ -206,6 +206,12 @@ def _eval_at_scale(reg, name, scale, train_spec, where):
     if name not in reg['evals']: raise ValueError(f'{where}: unknown eval {name!r}')
     e = reg['evals'][name]
     attacks = [dict(a) for a in e.get('attacks', [])]
+    if e.get('clean_column') and not any(a.get('attack') == 'clean' for a in attacks):   # the paper's name for clean accuracy
+        attacks.insert(0, {'column': e['clean_column'], 'attack': 'clean'})
+    assumed, budget = [], _dataset_facts(train_spec.get('paper_dataset', train_spec['dataset']))[3]
+    for a in attacks:                                # an unstated budget: the dataset's standard ε, said in `assumed`
+        if a.get('attack') not in ('clean', 'timing', None) and a.get('eps', 0) is None:
+            a['eps'] = budget; assumed.append(f"{a['column']}: eps={budget:.4g} (not stated: the dataset's standard budget)")
     n = e.get('n')
     for a in attacks:
         if a.get('attack') == 'transfer' and a.get('source') in reg['teachers']:
@@ -222,7 +228,7 @@ def _eval_at_scale(reg, name, scale, train_spec, where):
         n = QUICK['autoattack_n'] if any(a.get('attack') == 'autoattack' for a in attacks) else min(n or QUICK['eval_n'], QUICK['eval_n'])
     for a in attacks:
         if 'source_train' in a: a['source_train'] = _at_scale(a['source_train'], scale, 0)
-    return {'n': n, 'attacks': attacks, 'name': name}
+    return {'n': n, 'attacks': attacks, 'name': name, **({'assumed': assumed} if assumed else {})}
 
 def _unsupported(train):
     "Why robustnb cannot run this training spec at its scale (None when it can)."
@@ -611,7 +617,7 @@ def run(paper:str, item:str, row:str, scale:str='quick', seed:int=0, root='runs'
     for name in ('results.json', 'config.json'):
         if (folder/name).exists():
             old = json.loads((folder/name).read_text()).get('fingerprint')
-            if old == fp and name == 'results.json': return {**json.loads((folder/name).read_text()), 'reused': True}
+            if old == fp and name == 'results.json': return {**json.loads((folder/name).read_text()), 'folder': str(folder), 'reused': True}
             if old != fp:                                   # another configuration's folder: keep it, never reuse it
                 os.replace(folder, folder.with_name(f'{folder.name}.stale-{str(old)[:12]}')); break
     dev = default_device(device)
@@ -752,9 +758,11 @@ def reproduce(paper:str, item:str=None, scale:str='quick', seeds=(0,), device='a
         results = []
         for s in seeds:
             try: results.append(run(p, e['item'], r['name'], scale, s, root, data_root, device, force, progress=False))
-            except FloatingPointError as err:             # a diverged training is a result: reported, not hidden
+            except FileNotFoundError: raise               # a missing dataset: every job would fail the same way
+            except Exception as err:                      # a diverged training or a broken job is a result: reported, not hidden
+                if isinstance(err, RuntimeError) and str(err).startswith('device:'): raise    # a refused full run
                 results.append({'config': resolve(p, e['item'], r['name'], scale, s), 'results': {},
-                                'status': f'failed: {str(err).splitlines()[0][:120]}'})
+                                'status': f'failed: {type(err).__name__}: {str(err).splitlines()[0][:120] if str(err) else ""}'})
         tables.append(compare(results))
     return pd.concat(tables, ignore_index=True) if tables else pd.DataFrame()
 

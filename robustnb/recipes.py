@@ -14,7 +14,7 @@ Each returns named loss terms (robustnb.losses); robustnb.train.fit does the res
 import torch
 import torch.nn.functional as F
 
-from .attacks import _check_int, _check_number, _check_positive, frozen_eval, pgd
+from .attacks import _check_int, _check_number, _check_positive, frozen_eval, on_model_device, pgd
 from .curriculum import LinearSchedule, StepSchedule, check_reaches, hessian_subset, probability_gap
 from .hessian import per_sample_eigen_estimate
 from .losses import (DISTILLATION_KINDS, adversarial_distillation_loss, alp_loss, angular_triplet_loss,
@@ -74,6 +74,7 @@ class TRADES(AdversarialRecipe):
         x_adv = trades_attack(model, x, y, self)
         return trades_loss(model(x), model(x_adv), y, self.beta)
 
+@on_model_device()
 def trades_attack(model, x, y, recipe):
     "TRADES' inner maximization: sign-PGD on KL(p_nat ‖ p(x')) per sample from x + 0.001·N(0, 1)."
     with frozen_eval(model), torch.no_grad(): nat = model(x)        # the attack's own (eval) view of x

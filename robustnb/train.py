@@ -24,7 +24,7 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
-from .attacks import _check_int, _check_positive, evaluating
+from .attacks import _check_int, _check_positive, evaluating, on_model_device
 from .curriculum import LinearSchedule
 from .models import _atomic_save
 
@@ -123,6 +123,11 @@ class Recipe:
     "Base class of training methods: subclasses implement `loss`; the other hooks have do-nothing defaults."
     def __init__(self):
         self.modules, self.optimizers = {}, {}
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        for hook in ('loss', 'after_step'):            # batches follow the model: a recipe works wherever the model lives
+            f = cls.__dict__.get(hook)
+            if f is not None and getattr(f, '_model_device', None) is None: setattr(cls, hook, on_model_device(home='model')(f))
     epochs = None                                     # the run's length, set by `fit` before `setup`
     preset = None                                     # the dataset preset a recipe was built with (`preset=`)
     train_presets = {}                                # preset -> the paper's training settings (keys of FIT_DEFAULTS)

@@ -39,7 +39,10 @@ from robustnb.landscape import (decision_slice, embed_features, loss_on, loss_su
 from robustnb.models import Classifier
 from robustnb.plots import (display_normalize, plot_decision_slice, plot_eigen_scatter, plot_tsne, show_attention,
                             show_deltas, show_saliency)
-from robustnb.recipes import PGDAT, TRADES, Standard
+from robustnb import matching, recipes
+from robustnb.matching import student_input_grads
+from robustnb.recipes import ALP, MART, PGDAT, TRADES, Standard, trades_attack
+from robustnb.train import Recipe
 from robustnb.saliency import (alignment, attention_map, attribute, binarized_alignment, gradcam, input_grad,
                                linearized_robustness)
 from robustnb.train import accuracy, fit
@@ -144,6 +147,9 @@ CASES = {   # name: (case, runs on the fake device: only functions whose moves g
                                     transfer_attack(s.model, s.second, s.x, s.y, attack=fgsm, eps=EPS)], None), True),
     'autoattack': (lambda s: (autoattack(s.model, s.x, s.y, EPS, version='custom', attacks=['apgd-ce'], seed=0), None), True),
     'recipe.attack': (lambda s: (PGDAT(eps=EPS, steps=2).attack(s.model, s.x, s.y, seed=0), None), True),
+    'recipe.loss': (lambda s: (None, _recipe_losses(s)), True),
+    'trades_attack': (lambda s: (_seeded(trades_attack, s.model, s.x, s.y, TRADES(eps=EPS, steps=2)), None), True),
+    'student_input_grads': (lambda s: (student_input_grads(s.model, s.x, s.y, ('ce', 'logit')), None), True),
     'input_grad': (lambda s: ([input_grad(s.model, s.x, s.y, k) for k in saliency.INPUT_GRAD_KINDS] +
                               [input_grad(s.model, s.x), input_grad(s.model, s.x, 3)], None), True),
     'input_grad-create_graph': (lambda s: _double_backprop(s), False),
@@ -186,6 +192,19 @@ CASES = {   # name: (case, runs on the fake device: only functions whose moves g
     'fit': (lambda s: (None, [_fit(s, Standard()), _fit(s, PGDAT(eps=EPS, steps=2)), _fit(s, TRADES(eps=EPS, steps=2))]), False),
     'plots': (_figures, False),
 }
+
+def _seeded(f, *args):
+    torch.manual_seed(0)                                           # the same random start in both runs
+    return f(*args)
+
+def _recipe_losses(s):
+    "Each recipe's loss terms from the caller's batch: computed (and returned, for backward) on the model's device."
+    out = []
+    for recipe in (Standard(), PGDAT(eps=EPS, steps=2), TRADES(eps=EPS, steps=2), ALP(eps=EPS, steps=2), MART(eps=EPS, steps=2)):
+        terms = _seeded(recipe.loss, s.model, s.x, s.y, 0.0)
+        assert all(t.device == s.model_device for t in terms.values())
+        out.append({k: t.item() for k, t in terms.items()})
+    return out
 
 def _double_backprop(s):
     "An input-gradient penalty (create_graph) from the caller's x: gradients reach the parameters and x itself."
@@ -369,7 +388,7 @@ NOT_WRAPPED = {
     'robust_accuracy': 'moves each batch to each model\'s device', 'sanity_check': 'through robust_accuracy',
 }
 
-@pytest.mark.parametrize('module', [attacks, saliency, hessian, landscape, evaluate, plots], ids=lambda m: m.__name__)
+@pytest.mark.parametrize('module', [attacks, saliency, hessian, landscape, evaluate, plots, recipes, matching], ids=lambda m: m.__name__)
 def test_every_public_function_taking_a_model_is_wrapped(module):
     for name in module.__all__:
         f = getattr(module, name)
@@ -377,3 +396,16 @@ def test_every_public_function_taking_a_model_is_wrapped(module):
         first = next(iter(inspect.signature(f).parameters), None)
         if first not in ('model', 'source') or name in NOT_WRAPPED: continue
         assert getattr(f, '_model_device', None) is not None, f'{module.__name__}.{name} does not move its inputs'
+
+
+def _subclasses(cls):
+    for c in cls.__subclasses__(): yield c; yield from _subclasses(c)
+
+def test_every_recipe_moves_its_batches():
+    "`loss` and `after_step` of every recipe run on the model's device, however the subclass defines them."
+    classes = list(_subclasses(Recipe))
+    assert {'PGDAT', 'TRADES', 'ADT', 'AODT', 'PSAT', 'HSAT', 'AGKDBML', 'IGAM', 'SaliencyCurriculum'} <= {c.__name__ for c in classes}
+    for c in classes:
+        for hook in ('loss', 'after_step'):
+            assert getattr(getattr(c, hook), '_model_device', ('model', 'model')) == ('model', 'model'), (c.__name__, hook)
+            if hook in c.__dict__: assert c.__dict__[hook]._model_device == ('model', 'model'), (c.__name__, hook)

@@ -76,17 +76,35 @@ def test_reproduce_all_at_smoke_scale(tmp_path):
     assert ran['ours'].notna().sum() > 50
 
 
-def test_quick_run_folder_reuse_rerun_and_stale(tmp_path, monkeypatch):
+JOB = 'igam/table-1/standard/0'                          # ROW's job id
+
+
+@pytest.fixture(scope='module')
+def quick_reference(tmp_path_factory):
+    "ROW trained and evaluated once at quick scale by the command line: (its root, its --json output)."
+    if EXE is None: pytest.skip('the robustnb console script is not installed')
+    root = tmp_path_factory.mktemp('reference')
+    out = subprocess.run([EXE, 'reproduce', '--job', JOB, '--root', str(root), '--json'], capture_output=True, text=True,
+                         check=True).stdout
+    return root, out
+
+
+def test_quick_run_folder_reuse_rerun_and_stale(tmp_path, monkeypatch, quick_reference):
+    shutil.copytree(quick_reference[0], tmp_path, dirs_exist_ok=True)
     res = run(*ROW, scale='quick', root=tmp_path, progress=False)
+    assert res['reused']                                  # the command line's run, found by its fingerprint
     folder = Path(res['folder'])
+    assert folder == job_folder(tmp_path, res['config'])  # where it lies now, not where it was written
     for name in ('config.json', 'history.csv', 'model.pt', 'results.json', 'results.csv'):
         assert (folder/name).exists(), name
     cfg = json.loads((folder/'config.json').read_text())
     assert cfg['fingerprint'] == res['fingerprint'] and cfg['versions']['torch'] and cfg['seed'] == 0
     assert set(res['results']) >= {'Clean', 'FGSM', 'PGD5', 'PGD10', 'PGD20'} and res['results']['Clean'] > 90
-    t0 = time.perf_counter()
-    again = run(*ROW, scale='quick', root=tmp_path, progress=False)
-    assert again['reused'] and again['results'] == res['results'] and time.perf_counter() - t0 < 5
+    def no_work(*args, **kwargs): raise AssertionError('a finished run was trained or evaluated again')
+    with monkeypatch.context() as m:                     # a rerun reads results.json: no training, no evaluation
+        m.setattr(papers, 'trained_model', no_work); m.setattr(papers, 'ANALYSES', {})
+        again = run(*ROW, scale='quick', root=tmp_path, progress=False)
+    assert again['reused'] and again['results'] == res['results']
     # one evaluation hyperparameter changes: the model is reused, the job re-evaluated, the old folder kept aside
     reg = copy.deepcopy(registry('igam'))
     reg['evals']['fgsm_pgd_5_10_20']['attacks'][3]['steps'] = 30
@@ -99,11 +117,8 @@ def test_quick_run_folder_reuse_rerun_and_stale(tmp_path, monkeypatch):
     assert list(folder.parent.glob('seed0.stale-*'))
 
 
-@pytest.mark.skipif(EXE is None, reason='the robustnb console script is not installed')
-def test_killed_run_resumes_to_the_same_numbers(tmp_path):
-    job = 'igam/table-1/standard/0'
-    ref = subprocess.run([EXE, 'reproduce', '--job', job, '--root', str(tmp_path/'ref'), '--json'], capture_output=True,
-                         text=True, check=True).stdout
+def test_killed_run_resumes_to_the_same_numbers(tmp_path, quick_reference):
+    job, ref = JOB, quick_reference[1]
     proc = subprocess.Popen([EXE, 'reproduce', '--job', job, '--root', str(tmp_path/'cut')], stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL)
     ckpt = None
@@ -136,3 +151,25 @@ def test_command_line(tmp_path):
         assert r.returncode == 2, (args, r.stderr)
         assert 'Traceback' not in r.stderr and len(r.stderr.strip().splitlines()) == 1, (args, r.stderr)
     assert 'download=True' in r.stderr                   # a missing dataset says how to get it
+
+
+def test_paper_names_for_clean_accuracy_and_unstated_budgets():
+    "A registry's own clean column ('Nat.') is filled; an attack whose ε the paper omits gets the dataset's, said in `assumed`."
+    ev = resolve('sarkar', 'Table 13', 'Curr', 'quick')['eval']
+    assert ev['attacks'][0] == {'column': 'Nat.', 'attack': 'clean'} and 'assumed' not in ev
+    full = resolve('agkd', 'Table 5', 'AGKD-BML (fixed ε = 4)', 'quick')['eval']
+    pgd_col = next(a for a in full['attacks'] if a['attack'] == 'pgd')
+    assert pgd_col['eps'] == pytest.approx(0.2)                     # 8/255 on CIFAR-10, scaled to the digits' 0.2
+    assert any(s.startswith(pgd_col['column']) and 'not stated' in s for s in full['assumed'])
+
+
+def test_a_broken_job_is_a_failed_row_not_a_lost_run(tmp_path, monkeypatch):
+    def broken(paper, item, row, *args, **kwargs):
+        if row == 'Standard': raise TypeError('pgd() missing 1 required positional argument')
+        return real(paper, item, row, *args, **kwargs)
+    real = papers.run
+    monkeypatch.setattr(papers, 'run', broken)
+    table = reproduce('igam', 'Table 1', scale='smoke', root=tmp_path, device='cpu', progress=False)
+    status = table.groupby('row')['status'].first()
+    assert status['Standard'] == 'failed: TypeError: pgd() missing 1 required positional argument'
+    assert status['PGD7-trained'].startswith('ok')                  # the other rows still ran
