@@ -608,6 +608,13 @@ def _link(src, dst):
     try: os.link(src, dst)
     except OSError: shutil.copy2(src, dst)
 
+def _check_device(scale, device, force):
+    "The device a job runs on; a full-scale run off a GPU is refused unless `force`: it would take days."
+    dev = default_device(device)
+    if scale == 'full' and dev.type != 'cuda' and not force:
+        raise RuntimeError(f'device: a full-scale run on {dev.type} would take days; use a GPU, or pass force=True (--force)')
+    return dev
+
 def run(paper:str, item:str, row:str, scale:str='quick', seed:int=0, root='runs', data_root=None, device='auto',
         force:bool=False, progress:bool=True) -> dict:
     "Train (or reuse) and evaluate one row of a registry entry at `scale`; returns {'config', 'results', 'folder', 'status', ...}."
@@ -620,9 +627,7 @@ def run(paper:str, item:str, row:str, scale:str='quick', seed:int=0, root='runs'
             if old == fp and name == 'results.json': return {**json.loads((folder/name).read_text()), 'folder': str(folder), 'reused': True}
             if old != fp:                                   # another configuration's folder: keep it, never reuse it
                 os.replace(folder, folder.with_name(f'{folder.name}.stale-{str(old)[:12]}')); break
-    dev = default_device(device)
-    if scale == 'full' and dev.type != 'cuda' and not force:
-        raise RuntimeError(f'device: a full-scale run on {dev.type} would take days; use a GPU, or pass force=True (--force)')
+    dev = _check_device(scale, device, force)
     _write_json({**cfg, 'fingerprint': fp, 'versions': _versions(dev)}, folder/'config.json')
     t0 = time.perf_counter()
     scale_root = Path(root)/scale
@@ -744,6 +749,7 @@ def reproduce(paper:str, item:str=None, scale:str='quick', seeds=(0,), device='a
     if scale not in SCALES: raise ValueError(f"scale: expected one of {', '.join(SCALES)}, got {scale!r}")
     seeds = (seeds,) if isinstance(seeds, int) else tuple(seeds)
     if not seeds: raise ValueError('seeds: expected at least one seed')
+    _check_device(scale, device, force)
     tables = []
     from tqdm.auto import tqdm
     todo = list(_rows(paper, item))
@@ -760,7 +766,6 @@ def reproduce(paper:str, item:str=None, scale:str='quick', seeds=(0,), device='a
             try: results.append(run(p, e['item'], r['name'], scale, s, root, data_root, device, force, progress=False))
             except FileNotFoundError: raise               # a missing dataset: every job would fail the same way
             except Exception as err:                      # a diverged training or a broken job is a result: reported, not hidden
-                if isinstance(err, RuntimeError) and str(err).startswith('device:'): raise    # a refused full run
                 results.append({'config': resolve(p, e['item'], r['name'], scale, s), 'results': {},
                                 'status': f'failed: {type(err).__name__}: {str(err).splitlines()[0][:120] if str(err) else ""}'})
         tables.append(compare(results))

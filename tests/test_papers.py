@@ -173,3 +173,9 @@ def test_a_broken_job_is_a_failed_row_not_a_lost_run(tmp_path, monkeypatch):
     status = table.groupby('row')['status'].first()
     assert status['Standard'] == 'failed: TypeError: pgd() missing 1 required positional argument'
     assert status['PGD7-trained'].startswith('ok')                  # the other rows still ran
+
+
+def test_a_full_reproduction_off_a_gpu_is_refused_before_any_job(tmp_path):
+    with pytest.raises(RuntimeError, match='device: a full-scale run on cpu'):
+        reproduce('agkd', scale='full', device='cpu', root=tmp_path, progress=False)   # even with no runnable row
+    assert not any(tmp_path.iterdir())
