@@ -42,10 +42,9 @@ from robustnb.plots import (display_normalize, plot_decision_slice, plot_eigen_s
 from robustnb import matching, recipes
 from robustnb.matching import student_input_grads
 from robustnb.recipes import ALP, MART, PGDAT, TRADES, Standard, trades_attack
-from robustnb.train import Recipe
 from robustnb.saliency import (alignment, attention_map, attribute, binarized_alignment, gradcam, input_grad,
                                linearized_robustness)
-from robustnb.train import accuracy, fit
+from robustnb.train import Recipe, accuracy, fit
 
 CUDA = torch.cuda.is_available()
 needs_gpu = [pytest.mark.gpu, pytest.mark.skipif(not CUDA, reason='needs a GPU')]
@@ -405,7 +404,6 @@ def test_every_recipe_moves_its_batches():
     "`loss` and `after_step` of every recipe run on the model's device, however the subclass defines them."
     classes = list(_subclasses(Recipe))
     assert {'PGDAT', 'TRADES', 'ADT', 'AODT', 'PSAT', 'HSAT', 'AGKDBML', 'IGAM', 'SaliencyCurriculum'} <= {c.__name__ for c in classes}
-    for c in classes:
+    for c in classes:                                   # an inherited hook is checked where it is defined
         for hook in ('loss', 'after_step'):
-            assert getattr(getattr(c, hook), '_model_device', ('model', 'model')) == ('model', 'model'), (c.__name__, hook)
             if hook in c.__dict__: assert c.__dict__[hook]._model_device == ('model', 'model'), (c.__name__, hook)
