@@ -34,7 +34,7 @@ from .curriculum import LinearSchedule, StepSchedule, TopKSchedule
 from .data import TensorImageDataset, dataset_info, get_loaders, load_dataset
 from .evaluate import robust_accuracy
 from .matching import IGAM, SaliencyCurriculum, finetune_logit_layer
-from .models import create_model, load_model, save_model
+from .models import SmallCNN, create_model, load_model, save_model
 from .recipes import ADT, AGKDBML, ALP, AODT, HSAT, MART, PGDAT, PSAT, TRADES, Standard
 from .train import default_device, fit, set_seed
 
@@ -192,6 +192,7 @@ def _at_scale(train, scale, seed):
                  args=_cap_steps(_scale_budget(t['args'], factor), QUICK['max_train_steps'], keep_travel=True),
                  paper_dataset=train['dataset'], paper_network=train['network'])
         if 'finetune' in t: t['finetune'] = {**t['finetune'], 'epochs': min(t['finetune'].get('epochs') or 3, 3)}
+    if scale != 'quick': t['network_args'] = _network_args(t)   # a changed default (layout, normalization) is a new run
     t['seed'] = seed
     return t
 
@@ -315,9 +316,19 @@ def _data(train, split, data_root):
     augment = bool(train.get('augment')) and str(train['augment']).startswith('crop')
     return get_loaders(train['dataset'], train['batch_size'], augment=augment, root=data_root, seed=train['seed'])[0]
 
+def _network_args(train):
+    "Construction arguments a network depends on beyond its name (normalization, SmallCNN's layout): in the fingerprint."
+    args = {}
+    if train['dataset'] in _TRAIN_SIZE:
+        info = dataset_info(train['dataset']); args.update(mean=list(info.mean), std=list(info.std))
+    if train['network'] == 'smallcnn' and train['shape'][-1] >= 28:
+        args['layout'] = inspect.signature(SmallCNN).parameters['layout'].default
+    return args
+
 def _network(train):
     shape = train['shape']
     kw = dict(dataset=train['dataset']) if train['dataset'] in _TRAIN_SIZE else {}
+    kw.update(train.get('network_args', {}))
     return create_model(train['network'], num_classes=train['num_classes'], in_channels=shape[0], input_size=shape[-1], **kw)
 
 # %% ../nbs/13_papers.ipynb #fdc253e9

@@ -179,3 +179,20 @@ def test_a_full_reproduction_off_a_gpu_is_refused_before_any_job(tmp_path):
     with pytest.raises(RuntimeError, match='device: a full-scale run on cpu'):
         reproduce('agkd', scale='full', device='cpu', root=tmp_path, progress=False)   # even with no runnable row
     assert not any(tmp_path.iterdir())
+
+
+def test_a_networks_construction_is_part_of_its_run(monkeypatch):
+    "Normalization and SmallCNN's layout are in a full/smoke run's config, so a changed default never reuses a stale run."
+    from robustnb.models import SmallCNN
+    row = ('sat', 'Table 2', 'AT (MNIST, eps=0.3)')
+    cfg = resolve(*row, scale='smoke')
+    assert cfg['train']['network_args'] == {'mean': [0.0], 'std': [1.0], 'layout': 'sat'}
+    model = papers._network(cfg['train'])
+    assert isinstance(model, SmallCNN) and model.feature_dim == 128*4*4 and model.config['layout'] == 'sat'
+    assert 'network_args' not in resolve(*row, scale='quick')['train']     # 8x8 digits: one layout, no normalization change
+    # another default gives another configuration, hence another fingerprint and run folder
+    monkeypatch.setattr(papers, '_network_args', lambda train: {'mean': [0.1307], 'std': [0.3081], 'layout': 'cleverhans'})
+    other = resolve(*row, scale='smoke')
+    assert fingerprint(other) != fingerprint(cfg)
+    assert papers._model_folder(other['train'], 'runs') != papers._model_folder(cfg['train'], 'runs')   # no trained model reused
+    assert papers._network(other['train']).feature_dim == 128

@@ -1,0 +1,77 @@
+"""Why PGD-AT at eps = 0.3 sticks at chance: live ReLUs of SAT's MNIST network in the first steps of the 'mnist' preset.
+
+Not a timing. For each SmallCNN layout (`'sat'`, `'cleverhans'`) with and without MNIST's (0.1307, 0.3081)
+normalization, it takes the first `--steps` SGD steps of `PGDAT(preset='mnist')` (SGD 0.01, momentum 0.9, weight decay
+5e-4, batch 128, PGD-40 with step 0.02 from a uniform start at eps 0.3) on the MNIST-shaped digits of
+`mnist_presets.upsampled` and prints, every `--every` steps, the adversarial loss, the share of the third convolution's
+ReLUs that are active on the clean batch, and the spread of the logits over the batch (0 when the network answers every
+input alike: chance accuracy, loss ln 10 = 2.3026). A ReLU that no input activates gets no gradient again: once all
+are dead the network cannot leave chance, whatever the schedule does later.
+
+    python bench/mnist_relus.py                       # all four networks, 40 steps
+    python bench/mnist_relus.py --steps 80 --layouts sat --norms raw
+"""
+import argparse
+import sys
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+sys.path.insert(0, str(Path(__file__).parent))
+from mnist_presets import upsampled  # noqa: E402
+
+NORMS = {'raw': ((0.0,), (1.0,)), 'mnist': ((0.1307,), (0.3081,))}
+
+
+def run(layout, norm, steps, every, eps, seed, x, y):
+    "The first `steps` of PGD-AT with the MNIST preset; one row per `every` steps."
+    from robustnb.models import create_model
+    from robustnb.recipes import PGDAT
+    from robustnb.train import resolve_fit_config, set_seed
+    set_seed(seed)
+    mean, std = NORMS[norm]
+    model = create_model('smallcnn', dataset='mnist', layout=layout, mean=mean, std=std)
+    recipe = PGDAT(preset='mnist', eps=eps)
+    cfg = resolve_fit_config(recipe)
+    opt = torch.optim.SGD(model.parameters(), lr=cfg['lr'], momentum=cfg['momentum'], weight_decay=cfg['weight_decay'])
+    g = torch.Generator().manual_seed(seed)
+    rows = []
+    for t in range(1, steps + 1):
+        idx = torch.randperm(len(y), generator=g)[:cfg['batch_size']]
+        xb, yb = x[idx], y[idx]
+        model.train()
+        loss = recipe.loss(model, xb, yb, 0.0)['loss']
+        opt.zero_grad(); loss.backward(); opt.step()
+        if t % every == 0 or t == 1:
+            model.eval()
+            with torch.no_grad():
+                h = F.relu(model.conv3(model.feature_maps(xb)))
+                logits = model.fc(torch.flatten(h, 1))
+            rows.append((t, loss.item(), (h > 0).float().mean().item(), logits.std(0).mean().item()))
+            print(f'{layout:>10} {norm:>5} {t:5d} {loss.item():9.4f} {100*rows[-1][2]:8.1f} {rows[-1][3]:10.4f}', flush=True)
+    return rows
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument('--layouts', nargs='+', default=['cleverhans', 'sat'], choices=['sat', 'cleverhans'])
+    p.add_argument('--norms', nargs='+', default=['mnist', 'raw'], choices=list(NORMS))
+    p.add_argument('--steps', type=int, default=40)
+    p.add_argument('--every', type=int, default=10)
+    p.add_argument('--eps', type=float, default=0.3)
+    p.add_argument('--style', choices=('mnist', 'bilinear'), default='mnist')
+    p.add_argument('--seed', type=int, default=0)
+    p.add_argument('--threads', type=int, default=1)
+    args = p.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    x, y = upsampled('train', args.style)
+    print(f'PGDAT(preset=mnist, eps={args.eps}) on {len(y)} MNIST-shaped digits ({args.style!r} style), seed {args.seed}')
+    print(f"{'layout':>10} {'norm':>5} {'step':>5} {'adv loss':>9} {'live %':>8} {'logit sd':>10}")
+    for layout in args.layouts:
+        for norm in args.norms:
+            run(layout, norm, args.steps, args.every, args.eps, args.seed, x, y)
+
+
+if __name__ == '__main__':
+    main()
