@@ -1,7 +1,8 @@
 """PGD-AT, P-SAT and H-SAT on MNIST-shaped digits, trained with the recipes' 'mnist' training preset (SAT App. A).
 
 The embedded 8x8 digits (1,257 training, 540 test images) are redrawn as MNIST-shaped 28x28 images (`--style`, see
-`upsampled`: by default the way MNIST itself was made, a 20x20 digit in a 28x28 frame) and SAT's MNIST network (`create_model('smallcnn', dataset='mnist')`: the 'sat' layout, raw pixels) is trained with
+`upsampled`: by default the way MNIST itself was made, a 20x20 digit in a 28x28 frame) and SAT's MNIST network
+(`create_model('smallcnn', dataset='mnist')`: the 'sat' layout, raw pixels) is trained with
 
     fit(model, PGDAT(preset='mnist'), train)            # or PSAT / HSAT; eps from --eps
 
@@ -88,7 +89,8 @@ def main(argv=None):
     print(f'{type(recipe).__name__}(preset=mnist) eps={recipe.eps} alpha={recipe.alpha} steps={recipe.steps}'
           + (f' lambda={recipe.lambda_schedule!r}' if hasattr(recipe, 'lambda_schedule') else ''))
     print('fit settings:', {k: v for k, v in cfg.items()}, f'(milestones x{scale:.4g})' if scale != 1 else '(the preset)')
-    print(f'data: {len(train[1])} train / {len(test[1])} test digits upsampled to 28x28 ({args.style!r} style); network layout {args.layout!r}; eval PGD-{args.eval_steps} '
+    print(f'data: {len(train[1])} train / {len(test[1])} test digits upsampled to 28x28 ({args.style!r} style); '
+          f'network layout {args.layout!r}; eval PGD-{args.eval_steps} '
           f'step {args.eval_alpha} at eps {args.eps}; {torch.get_num_threads()} thread(s)')
     lam = 'lambda' if args.method != 'pgdat' else ''
     print(f"{'epoch':>5} {'lr':>9} {lam:>7} {'loss':>7} {'clean %':>8} {'PGD %':>7} {'train s':>8} {'total s':>8}")

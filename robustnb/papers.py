@@ -321,7 +321,7 @@ def _network_args(train):
     args = {}
     if train['dataset'] in _TRAIN_SIZE:
         info = dataset_info(train['dataset']); args.update(mean=list(info.mean), std=list(info.std))
-    if train['network'] == 'smallcnn' and train['shape'][-1] >= 28:
+    if train['network'] == 'smallcnn':                # the layout matters at 28x28 and up; recorded always
         args['layout'] = inspect.signature(SmallCNN).parameters['layout'].default
     return args
 
