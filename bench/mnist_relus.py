@@ -24,8 +24,18 @@ from mnist_presets import upsampled  # noqa: E402
 NORMS = {'raw': ((0.0,), (1.0,)), 'mnist': ((0.1307,), (0.3081,))}
 
 
-def run(layout, norm, steps, every, eps, seed, x, y):
-    "The first `steps` of PGD-AT with the MNIST preset; one row per `every` steps."
+def accuracy(model, x, y, eps=None, steps=40, alpha=0.01):
+    "Clean accuracy (%) of `model` on `x`, or PGD-`steps` accuracy (step `alpha`, uniform start) at `eps`."
+    from robustnb.attacks import pgd
+    model.eval()
+    if eps is not None: x = pgd(model, x, y, eps, alpha, steps)
+    with torch.no_grad(): return 100*(model(x).argmax(1) == y).float().mean().item()
+
+
+def run(layout, norm, steps, every, eps, seed, x, y, test=None, pgd_every=0):
+    """The first `steps` of PGD-AT with the MNIST preset (its first phase: lr 0.01 throughout); one row per `every` steps.
+    With `test` = (x, y) each row also gives the clean test accuracy, and every `pgd_every` steps the PGD-40 accuracy
+    (step 0.01, uniform start, at `eps`) on those test digits."""
     from robustnb.models import create_model
     from robustnb.recipes import PGDAT
     from robustnb.train import resolve_fit_config, set_seed
@@ -48,8 +58,11 @@ def run(layout, norm, steps, every, eps, seed, x, y):
             with torch.no_grad():
                 h = F.relu(model.conv3(model.feature_maps(xb)))
                 logits = model.fc(torch.flatten(h, 1))
-            rows.append((t, loss.item(), (h > 0).float().mean().item(), logits.std(0).mean().item()))
-            print(f'{layout:>10} {norm:>5} {t:5d} {loss.item():9.4f} {100*rows[-1][2]:8.1f} {rows[-1][3]:10.4f}', flush=True)
+            clean = accuracy(model, *test) if test is not None else float('nan')
+            rob = accuracy(model, *test, eps=eps) if test is not None and pgd_every and t % pgd_every == 0 else float('nan')
+            rows.append((t, loss.item(), (h > 0).float().mean().item(), logits.std(0).mean().item(), clean, rob))
+            print(f'{layout:>10} {norm:>5} {t:5d} {loss.item():9.4f} {100*rows[-1][2]:8.1f} {rows[-1][3]:10.4f} '
+                  f'{clean:8.1f} {rob:6.1f}', flush=True)
     return rows
 
 
@@ -63,14 +76,18 @@ def main(argv=None):
     p.add_argument('--style', choices=('mnist', 'bilinear'), default='mnist')
     p.add_argument('--seed', type=int, default=0)
     p.add_argument('--threads', type=int, default=1)
+    p.add_argument('--test', type=int, default=0, help='also report accuracy on the first N test digits (0: none)')
+    p.add_argument('--pgd-every', type=int, default=0, help='PGD-40 accuracy on those digits every N steps (0: never)')
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
     x, y = upsampled('train', args.style)
+    test = None
+    if args.test: test = tuple(t[:args.test] for t in upsampled('test', args.style))
     print(f'PGDAT(preset=mnist, eps={args.eps}) on {len(y)} MNIST-shaped digits ({args.style!r} style), seed {args.seed}')
-    print(f"{'layout':>10} {'norm':>5} {'step':>5} {'adv loss':>9} {'live %':>8} {'logit sd':>10}")
+    print(f"{'layout':>10} {'norm':>5} {'step':>5} {'adv loss':>9} {'live %':>8} {'logit sd':>10} {'clean %':>8} {'PGD %':>6}")
     for layout in args.layouts:
         for norm in args.norms:
-            run(layout, norm, args.steps, args.every, args.eps, args.seed, x, y)
+            run(layout, norm, args.steps, args.every, args.eps, args.seed, x, y, test, args.pgd_every)
 
 
 if __name__ == '__main__':

@@ -4,7 +4,8 @@ Each contender trains PreAct-ResNet-20 (32x32x3, batch 128, CPU) for one `robust
 batches of random images, so the numbers are time per training epoch on a small epoch:
 
 - PGD-10 AT: `PGDAT(preset='cifar10')` (eps 8/255, 10 steps of 2/255, random start), the baseline;
-- IGAM: `IGAM(teacher)` with its defaults (J = grad of the CE loss, discriminator 8-16-32-64 stepped every 5 batches),
+- IGAM: `IGAM(teacher, preset='digits')`, its defaults (J = grad of the CE loss, discriminator 8-16-32-64 stepped every
+  5 batches; on 32x32 images the digits' weights must be asked for by name),
   and `IGAM(teacher, preset='cifar100/cifar10')` (IGAM App. A: 16-32-64-128-256, every 10 batches);
 - Sarkar et al., phase 1: `SaliencyCurriculum(teacher, preset='cifar10')` in its first phase (J^TCI, a discriminator
   step every batch); phase 2 (two student gradients and two discriminators) is shown for information.
@@ -36,7 +37,7 @@ def contenders(batches, device='cpu'):
     teacher = create_model('preactresnet20', dataset='cifar10').eval()
     sarkar2 = SaliencyCurriculum(teacher, preset='cifar10', phase1_epochs=0)
     recipes = {'PGD-10 AT': PGDAT(preset='cifar10'),
-               'IGAM (defaults)': IGAM(teacher),
+               'IGAM (defaults)': IGAM(teacher, preset='digits'),
                'IGAM (cifar100/cifar10 preset)': IGAM(teacher, preset='cifar100/cifar10'),
                'Sarkar phase 1 (cifar10 preset)': SaliencyCurriculum(teacher, preset='cifar10'),
                'Sarkar phase 2 (cifar10 preset)': sarkar2}

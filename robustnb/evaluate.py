@@ -75,8 +75,10 @@ _PGD = lambda steps, r=0.25, **kw: (pgd, dict(steps=steps, alpha_eps=r, **kw))
 _PRESETS = {
     'sarkar': {'default': {'FGSM': (fgsm, {}), 'PGD-5': _PGD(5), 'PGD-10': _PGD(10), 'PGD-20': _PGD(20),
                            'C&W': (cw_pgd, dict(steps=20, alpha_eps=0.25)), 'AA': (autoattack, {})},
+               'more': {'PGD-50': _PGD(50), 'PGD-70': _PGD(70), 'PGD-100': _PGD(100)},           # §5 text: PGD-20 ... PGD-100
                'cifar100': ['FGSM', 'PGD-5', 'PGD-10', 'PGD-20'], 'tinyimagenet': ['PGD-20']},
     'igam': {'default': {'FGSM': (fgsm, {}), 'PGD5': _PGD(5), 'PGD10': _PGD(10), 'PGD20': _PGD(20)},
+             'more': {'PGD50': _PGD(50), 'PGD100': _PGD(100)},                                      # Table 2
              'tinyimagenet': ['PGD5']},
     'sat': {'default': {'Adv': (autoattack, {})}},
     'adt': {'default': {'FGSM^20 (PGD)': _PGD(20, 0.003/0.031), 'CW^20 (PGD)': (cw_pgd, dict(steps=20, alpha_eps=0.003/0.031)),
@@ -90,8 +92,8 @@ _PRESETS = {
 _PAPER_EPS = {('adt', 'cifar10'): 0.031, ('adt', 'cifar100'): 0.031}   # ADT (after TRADES) writes 0.031, not 8/255
 _BLACK_BOX_STEP = {'adt': 0.003/0.031}                              # fraction of eps; 2/255 at 8/255 otherwise
 
-def paper_attacks(paper:str, dataset:str='cifar10', eps:float=None, source:torch.nn.Module=None) -> dict:
-    "The attacks of `paper`'s main table for `dataset` as {column: partial(attack, ...)}; `source` adds a Black-box column."
+def paper_attacks(paper:str, dataset:str='cifar10', eps:float=None, source:torch.nn.Module=None, columns=None) -> dict:
+    "The attacks of `paper`'s main table for `dataset` (or its `columns`) as {column: partial(attack, ...)}; `source` adds a Black-box column."
     if paper not in PAPERS: raise ValueError(f"paper: expected one of {', '.join(PAPERS)}, got {paper!r}")
     if not isinstance(dataset, str) or dataset.lower().replace('-', '').replace('_', '') not in DATASETS:
         raise ValueError(f"dataset: expected one of {', '.join(DATASETS)}, got {dataset!r}")
@@ -99,10 +101,13 @@ def paper_attacks(paper:str, dataset:str='cifar10', eps:float=None, source:torch
     if eps is None: eps = _PAPER_EPS.get((paper, info.name), info.eps)
     _check_positive('eps', eps)
     preset = _PRESETS[paper]
-    columns = preset.get(info.name, list(preset['default']))
+    known = {**preset['default'], **preset.get('more', {})}
+    if columns is None: columns = preset.get(info.name, list(preset['default']))
+    elif isinstance(columns, str) or not all(c in known for c in columns) or not len(columns):
+        raise ValueError(f"columns: expected a list of {paper}'s columns ({', '.join(known)}), got {columns!r}")
     attacks = {}
     for col in columns:
-        attack, kw = preset['default'][col]
+        attack, kw = known[col]
         kw = dict(kw)
         if 'alpha_eps' in kw: kw['alpha'] = kw.pop('alpha_eps')*eps
         attacks[col] = partial(attack, eps=eps, **kw)

@@ -236,7 +236,7 @@ def _unsupported(train):
     if train['method'] not in METHODS and train['method'] != 'init': return f"method {train['method']!r} is not implemented in robustnb"
     if train['dataset'] not in ('digits', 'mnist', 'cifar10', 'cifar100', 'tinyimagenet'):   # smoke proves only what full can run
         return f"robustnb has no loader for the {train['dataset']} dataset yet"
-    if not re.fullmatch(r'smallcnn|preactresnet20|resnet18|resnet34|wrn-\d+-\d+', str(train['network'])):
+    if not re.fullmatch(r'smallcnn|madry-mnist-cnn|preactresnet20|resnet18|resnet34|wrn-\d+-\d+', str(train['network'])):
         return f"robustnb has no {train['network']!r} network yet"
     params = set(inspect.signature(METHODS[train['method']]).parameters) if train['method'] != 'init' else set()
     extra = set(train['args']) - params - {'transform', 'finetune_epochs'}

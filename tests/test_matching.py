@@ -218,7 +218,8 @@ def test_masks_have_exactly_k_percent_and_k_follows_the_schedule(monkeypatch):
     monkeypatch.setattr(matching, 'topk_mask', recording)
     torch.manual_seed(0)
     x, y = torch.rand(24, 1, 10, 10), torch.arange(24) % 10           # 100 pixels: k % is k pixels
-    rec = SaliencyCurriculum(SmallCNN(input_size=10).eval(), phase1_epochs=2, schedule=TopKSchedule(100, 50, 10, epochs_per_k=2))
+    rec = SaliencyCurriculum(SmallCNN(input_size=10).eval(), phase1_epochs=2, schedule=TopKSchedule(100, 50, 10, epochs_per_k=2),
+                             preset='digits')          # its weights on 10x10 images: asked for
     h = fit(SmallCNN(input_size=10), rec, (x, y), epochs=rec.total_epochs, batch_size=8, lr=0.01,
             lr_schedule=rec.lr_schedule, progress=False)
     assert rec.total_epochs == 14
@@ -279,7 +280,7 @@ def test_transform_gradients_reach_the_target_space_and_are_cropped_for_the_disc
         d = Discriminator(c, (8, 16))
         d.register_forward_hook(lambda m, i, o: seen.append(tuple(i[0].shape[1:])))
         return d
-    rec = IGAM(teacher, transform=to_teacher, discriminator=disc, disc_every=1)
+    rec = IGAM(teacher, transform=to_teacher, discriminator=disc, disc_every=1, preset='digits')
     x, y = torch.rand(16, 3, 12, 12), torch.arange(16) % 10
     fit(SmallCNN(in_channels=3, input_size=12), rec, (x, y), epochs=1, batch_size=8, lr=0.01, progress=False)
     assert set(seen) == {(3, 8, 8)}                                    # cropped to the teacher's window (IGAM §4.3.2)
@@ -434,3 +435,23 @@ def test_divergence_stops_with_a_clear_error():
     with pytest.raises(FloatingPointError, match='^loss: non-finite'):
         fit(create_model('smallcnn', dataset='digits'), IGAM(teacher8(), lambda_diff=1e6), (x, y), epochs=3, optimizer='sgd', lr=10.0,
             batch_size=32, progress=False)
+
+
+def test_digits_weights_on_other_images_are_asked_for_not_assumed():
+    "IGAM and SaliencyCurriculum without a preset take the digits' loss weights only on 8x8 digits, else say what to pass."
+    torch.manual_seed(0)
+    x, y = torch.rand(8, 1, 10, 10), torch.arange(8) % 10
+    teacher = SmallCNN(input_size=10).eval()
+    for make, names in ((lambda **kw: IGAM(teacher, **kw), 'lambda_adv, lambda_diff'),
+                        (lambda **kw: SaliencyCurriculum(teacher, phase1_epochs=1, schedule=TopKSchedule(50, 50, epochs_per_k=1), **kw),
+                         'beta, gamma_phase1, gamma_phase2')):
+        with pytest.raises(ValueError, match=f"^preset: .*default {names} were tuned on the 1×8×8 digits, not for 1×10×10"):
+            fit(SmallCNN(input_size=10), make(), (x, y), epochs=2, lr=0.01, progress=False)
+        fit(SmallCNN(input_size=10), make(preset='digits'), (x, y), epochs=2, lr=0.01, progress=False)      # asked for
+    # weights given: the rest of the digits defaults (discriminator, schedule) need no preset
+    fit(SmallCNN(input_size=10), IGAM(teacher, lambda_adv=1.0, lambda_diff=2.0), (x, y), epochs=1, lr=0.01, progress=False)
+    with pytest.raises(ValueError, match='lambda_diff were tuned'):
+        fit(SmallCNN(input_size=10), IGAM(teacher, lambda_adv=1.0), (x, y), epochs=1, lr=0.01, progress=False)
+    # on the digits themselves the defaults are what they were tuned for
+    x8 = torch.rand(8, 1, 8, 8)
+    fit(SmallCNN(input_size=8), IGAM(SmallCNN(input_size=8).eval()), (x8, y), epochs=1, lr=0.01, progress=False)

@@ -986,3 +986,7 @@ ENTRIES.append(dict(item='Fig. 9', kind='figure', title='More perturbations afte
                   paper={}, where='Fig. 9, right triplets', note='Dataset not stated; CIFAR-10 assumed.'),
          ],
          notes='Qualitative.'))
+
+# %% ../../nbs/13a_registry_sarkar.ipynb #f4a1d2a5
+from .igam import with_app_a_conventions
+with_app_a_conventions(ENTRIES);
