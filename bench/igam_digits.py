@@ -34,6 +34,24 @@ def foolbox_pgd20(model, x, y, eps=0.2):
     return 100*clean, 100*robust
 
 
+def digits_setup(seed, epochs=15):
+    """Per seed: the digits loader a user makes (batch 64, shuffled), the test split, and a PGD-AT teacher and a standard
+    model trained with `fit(model, recipe, loader, epochs=epochs)`, in that order from the seed."""
+    from robustnb.data import load_dataset
+    from robustnb.models import create_model
+    from robustnb.recipes import PGDAT, Standard
+    from robustnb.train import fit, set_seed
+    train, test = load_dataset('digits'), load_dataset('digits', 'test')
+    set_seed(seed)
+    loader = DataLoader(TensorDataset(train.images, train.labels), batch_size=64, shuffle=True)
+    models = {}
+    for name, recipe in (('PGD-AT (teacher)', PGDAT(preset='digits')), ('Standard', Standard())):
+        set_seed(seed); m = create_model('smallcnn', dataset='digits')
+        fit(m, recipe, loader, epochs=epochs, seed=seed, progress=False)
+        models[name] = m
+    return loader, (test.images, test.labels), models
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument('--seeds', type=int, nargs='+', default=[0, 1, 2])
@@ -43,23 +61,13 @@ def main(argv=None):
     p.add_argument('--csv', default=None)
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
-    from robustnb.data import load_dataset
     from robustnb.matching import IGAM
     from robustnb.models import create_model
-    from robustnb.recipes import PGDAT, Standard
     from robustnb.train import fit, set_seed
 
-    train, test = load_dataset('digits'), load_dataset('digits', 'test')
-    x, y = test.images, test.labels
     rows = []
     for seed in args.seeds:
-        set_seed(seed)
-        loader = DataLoader(TensorDataset(train.images, train.labels), batch_size=64, shuffle=True)
-        models = {}
-        for name, recipe in (('PGD-AT (teacher)', PGDAT(preset='digits')), ('Standard', Standard())):
-            set_seed(seed); m = create_model('smallcnn', dataset='digits')
-            fit(m, recipe, loader, epochs=args.epochs, seed=seed, progress=False)
-            models[name] = m
+        loader, (x, y), models = digits_setup(seed, args.epochs)
         for v in args.variants:
             set_seed(seed); m = create_model('smallcnn', dataset='digits')
             fit(m, IGAM(models['PGD-AT (teacher)'], **VARIANTS[v]), loader, epochs=args.epochs, seed=seed, progress=False)

@@ -22,7 +22,7 @@ import torch
 from torch.utils.data import DataLoader, TensorDataset
 
 sys.path.insert(0, str(Path(__file__).parent))
-from igam_digits import foolbox_pgd20  # noqa: E402
+from igam_digits import digits_setup, foolbox_pgd20  # noqa: E402
 
 
 def main(argv=None):
@@ -34,23 +34,14 @@ def main(argv=None):
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
     from robustnb.curriculum import TopKSchedule
-    from robustnb.data import load_dataset
     from robustnb.matching import SaliencyCurriculum
     from robustnb.models import create_model
-    from robustnb.recipes import PGDAT, Standard
     from robustnb.train import fit, set_seed
 
-    train, test = load_dataset('digits'), load_dataset('digits', 'test')
-    x, y = test.images, test.labels
     rows = []
     for seed in args.seeds:
-        set_seed(seed)
-        loader = DataLoader(TensorDataset(train.images, train.labels), batch_size=64, shuffle=True)
-        base = {}
-        for name, recipe in (('PGD-AT (teacher)', PGDAT(preset='digits')), ('Standard', Standard())):
-            set_seed(seed); m = create_model('smallcnn', dataset='digits')
-            fit(m, recipe, loader, epochs=15, seed=seed, progress=False)
-            base[name] = m
+        loader, (x, y), base = digits_setup(seed)
+        for name, m in base.items():
             clean, robust = foolbox_pgd20(m, x, y)
             rows.append(dict(seed=seed, model=name, schedule='', k='', clean=clean, pgd20=robust, moved=None))
             print(f'seed {seed} {name:18s} clean {clean:5.1f} PGD-20 {robust:5.1f}', flush=True)
