@@ -52,15 +52,23 @@ def digits_setup(seed, epochs=15):
     return loader, (test.images, test.labels), models
 
 
-def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def parse_args(doc, argv, add=lambda p: None):
+    "The options these digits scripts share (--seeds, --threads, --csv) plus `add`'s; sets torch's thread count."
+    p = argparse.ArgumentParser(description=doc.splitlines()[0])
     p.add_argument('--seeds', type=int, nargs='+', default=[0, 1, 2])
-    p.add_argument('--epochs', type=int, default=15)
-    p.add_argument('--variants', nargs='+', default=list(VARIANTS), choices=list(VARIANTS))
     p.add_argument('--threads', type=int, default=1)
     p.add_argument('--csv', default=None)
+    add(p)
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
+    return args
+
+
+def main(argv=None):
+    def add(p):
+        p.add_argument('--epochs', type=int, default=15)
+        p.add_argument('--variants', nargs='+', default=list(VARIANTS), choices=list(VARIANTS))
+    args = parse_args(__doc__, argv, add)
     from robustnb.matching import IGAM
     from robustnb.models import create_model
     from robustnb.train import fit, set_seed

@@ -12,8 +12,6 @@ far phase 2 moved the weights (relative L2 distance from the end of phase 1). No
 
     python bench/sarkar_phase2.py --seeds 0 1 2 --csv bench/results/sarkar_phase2.csv
 """
-import argparse
-import copy
 import sys
 from pathlib import Path
 
@@ -22,17 +20,11 @@ import torch
 from torch.utils.data import DataLoader, TensorDataset
 
 sys.path.insert(0, str(Path(__file__).parent))
-from igam_digits import digits_setup, foolbox_pgd20  # noqa: E402
+from igam_digits import digits_setup, foolbox_pgd20, parse_args  # noqa: E402
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument('--seeds', type=int, nargs='+', default=[0, 1, 2])
-    p.add_argument('--targets', nargs='+', default=['literal', 'sign_consistent'])
-    p.add_argument('--threads', type=int, default=1)
-    p.add_argument('--csv', default=None)
-    args = p.parse_args(argv)
-    torch.set_num_threads(args.threads)
+    args = parse_args(__doc__, argv, lambda p: p.add_argument('--targets', nargs='+', default=['literal', 'sign_consistent']))
     from robustnb.curriculum import TopKSchedule
     from robustnb.matching import SaliencyCurriculum
     from robustnb.models import create_model
