@@ -15,6 +15,14 @@ start: the Madry/SAT evaluation attack).
 P-SAT and H-SAT, the lambda steps) is multiplied by N / 70, so the phases keep their share of the run.
 `SAT §6.2.1` reports that AT at eps >= 0.35 collapses to constant logits on MNIST while P-SAT and H-SAT train there.
 
+Steps, not epochs, are what an optimizer sees: an epoch of MNIST is 469 steps of 128, an epoch of the 1,257 digits 10.
+`--repeat R` makes every epoch R passes over the digits (48: 60,336 images, MNIST's 469 steps), so the preset's epochs
+are the paper's number of SGD steps; `--stop-after K` ends the run after the preset's first K epochs (the schedule is
+the whole preset's, so those K epochs are exactly the paper's first K); `--log-every S` prints the mean training loss
+over every S steps; `--checkpoint-dir` lets a killed run resume.
+
+    python bench/mnist_presets.py --method pgdat --eps 0.3 --repeat 48 --stop-after 3 --log-every 25
+
     python bench/mnist_presets.py --method pgdat --eps 0.3 --epochs 35
     python bench/mnist_presets.py --method psat --eps 0.3 --epochs 35
 
@@ -58,6 +66,31 @@ def make_recipe(method, eps, scale):
     return cls(preset='mnist', eps=eps, lambda_schedule=StepSchedule(sched.start, sched.stop, tuple(m*scale for m in sched.milestones)))
 
 
+def stop_after(recipe, whole_epochs):
+    "`recipe` with `epochs` pinned to the whole run's length (P-SAT/H-SAT's lambda schedules read it) when fit stops early."
+    cls = type(recipe)
+    recipe.__class__ = type(cls.__name__, (cls,), {'epochs': property(lambda self: whole_epochs, lambda self, v: None)})
+    return recipe
+
+
+def log_steps(recipe, every):
+    "`recipe` printing the mean of each scalar training term (the adversarial loss, for PGD-AT) over every `every` steps."
+    cls, state = type(recipe), {'step': 0, 'sums': {}, 't0': time.perf_counter()}
+    def loss(self, model, x, y, epoch):
+        terms = cls.loss(self, model, x, y, epoch)
+        state['step'] += 1
+        for k, v in terms.items():
+            if isinstance(v, (int, float)) or torch.is_tensor(v) and v.numel() == 1:
+                state['sums'][k] = state['sums'].get(k, 0.0) + float(v.detach() if torch.is_tensor(v) else v)
+        if state['step'] % every == 0:
+            print(f"  step {state['step']:6d} (epoch {epoch:7.3f}) " + ' '.join(f'{k} {v/every:.4f}' for k, v in state['sums'].items())
+                  + f" [{time.perf_counter() - state['t0']:.0f} s]", flush=True)
+            state['sums'].clear()
+        return terms
+    recipe.__class__ = type(cls.__name__, (cls,), {'loss': loss})
+    return recipe
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument('--method', choices=('pgdat', 'psat', 'hsat'), default='pgdat')
@@ -71,6 +104,10 @@ def main(argv=None):
                    help="how the 8x8 digits become 28x28 (see `upsampled`); default 'mnist'")
     p.add_argument('--layout', choices=('sat', 'cleverhans'), default='sat', help="SmallCNN's layout (default 'sat')")
     p.add_argument('--csv', default=None, help='also write the per-epoch history here')
+    p.add_argument('--repeat', type=int, default=1, help='passes over the digits per epoch (48: MNIST-sized epochs)')
+    p.add_argument('--stop-after', type=int, default=None, help="stop after this many epochs of the preset's schedule")
+    p.add_argument('--log-every', type=int, default=None, help='print the training loss every this many steps')
+    p.add_argument('--checkpoint-dir', default=None, help="fit's checkpoint folder (a killed run resumes from it)")
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
 
@@ -79,17 +116,23 @@ def main(argv=None):
     from robustnb.train import resolve_fit_config, set_seed, fit
 
     train, test = upsampled('train', args.style), upsampled('test', args.style)
+    if args.repeat < 1: raise ValueError(f'--repeat: expected a positive integer, got {args.repeat}')
+    train = (train[0].repeat(args.repeat, 1, 1, 1), train[1].repeat(args.repeat))
     preset = resolve_fit_config(make_recipe(args.method, args.eps, 1))
     scale = 1 if args.epochs is None else args.epochs/preset['epochs']
     recipe = make_recipe(args.method, args.eps, scale)
     overrides = {} if args.epochs is None else {'epochs': args.epochs,
                                                  'lr_schedule': tuple(m*scale for m in preset['lr_schedule'])}
     cfg = resolve_fit_config(recipe, **overrides)
+    if args.stop_after is not None:        # the first epochs of the same schedule: recipe.epochs stays the whole run's
+        overrides = {**overrides, 'epochs': args.stop_after, 'lr_schedule': cfg['lr_schedule']}
+        recipe = stop_after(recipe, cfg['epochs'])
+    if args.log_every: recipe = log_steps(recipe, args.log_every)
     eval_attack = lambda model, x, y: pgd(model, x, y, args.eps, args.eval_alpha, args.eval_steps)
     print(f'{type(recipe).__name__}(preset=mnist) eps={recipe.eps} alpha={recipe.alpha} steps={recipe.steps}'
           + (f' lambda={recipe.lambda_schedule!r}' if hasattr(recipe, 'lambda_schedule') else ''))
     print('fit settings:', {k: v for k, v in cfg.items()}, f'(milestones x{scale:.4g})' if scale != 1 else '(the preset)')
-    print(f'data: {len(train[1])} train / {len(test[1])} test digits upsampled to 28x28 ({args.style!r} style); '
+    print(f'data: {len(train[1])} train ({args.repeat} x the digits) / {len(test[1])} test digits upsampled to 28x28 ({args.style!r} style); '
           f'network layout {args.layout!r}; eval PGD-{args.eval_steps} '
           f'step {args.eval_alpha} at eps {args.eps}; {torch.get_num_threads()} thread(s)')
     lam = 'lambda' if args.method != 'pgdat' else ''
@@ -104,7 +147,7 @@ def main(argv=None):
     set_seed(args.seed)
     model = create_model('smallcnn', dataset='mnist', layout=args.layout)
     hist = fit(model, recipe, train, **overrides, val_data=test, eval_attack=eval_attack, seed=args.seed,
-               callbacks=[report], progress=False)
+               callbacks=[report], progress=False, checkpoint_dir=args.checkpoint_dir)
     best = hist.attrs['best_epoch']
     print(f'best epoch (PGD accuracy, kept as SAT App. A does): {best}; clean {hist.val_clean.iloc[best - 1]:.2f} %, '
           f'PGD-{args.eval_steps} {hist.val_robust.iloc[best - 1]:.2f} %; chance is 10 %')

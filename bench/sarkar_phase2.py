@@ -10,7 +10,11 @@ with the recipe's own settings (the digits defaults: Adam 2e-3 with Sarkar's two
 after every k, accuracy under foolbox's LinfPGD (20 steps of 0.05, random start, eps 0.2) on the 540 test digits, and how
 far phase 2 moved the weights (relative L2 distance from the end of phase 1). Not a timing.
 
+`--phase2-lr START END` replaces the phase-2 factors of the recipe's `lr_decay` (Sarkar §5: 0.01 -> 0.001 of the base
+LR, i.e. Adam steps of 2e-5 and less on the digits), to see whether a phase 2 that moves the weights helps.
+
     python bench/sarkar_phase2.py --seeds 0 1 2 --csv bench/results/sarkar_phase2.csv
+    python bench/sarkar_phase2.py --seeds 0 1 2 --phase2-lr 0.1 0.01 --csv bench/results/sarkar_phase2_lr0.1.csv
 """
 import sys
 from pathlib import Path
@@ -24,7 +28,11 @@ from igam_digits import digits_setup, foolbox_pgd20, parse_args  # noqa: E402
 
 
 def main(argv=None):
-    args = parse_args(__doc__, argv, lambda p: p.add_argument('--targets', nargs='+', default=['literal', 'sign_consistent']))
+    def add(p):
+        p.add_argument('--targets', nargs='+', default=['literal', 'sign_consistent'])
+        p.add_argument('--phase2-lr', type=float, nargs=2, default=None, metavar=('START', 'END'),
+                       help="phase 2's LR factors (default: the recipe's, 0.01 0.001)")
+    args = parse_args(__doc__, argv, add)
     from robustnb.curriculum import TopKSchedule
     from robustnb.matching import SaliencyCurriculum
     from robustnb.models import create_model
@@ -41,7 +49,8 @@ def main(argv=None):
         for target in args.targets:
             for sched_name, sched in (('curriculum 100->50', None), ('fixed k=50', TopKSchedule(50, 50, epochs_per_k=6))):
                 set_seed(seed); student = create_model('smallcnn', dataset='digits')
-                recipe = SaliencyCurriculum(teacher, phase1_epochs=8, phase2_target=target, schedule=sched)
+                decay = {} if args.phase2_lr is None else {'lr_decay': ((1.0, 0.01), tuple(args.phase2_lr))}
+                recipe = SaliencyCurriculum(teacher, phase1_epochs=8, phase2_target=target, schedule=sched, **decay)
                 snap = {}
                 def after(epoch, row, model, recipe=recipe, snap=snap, target=target, sched_name=sched_name):
                     if epoch < 8: return

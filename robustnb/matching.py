@@ -20,7 +20,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from .attacks import _check_int, _check_number, _check_positive, on_model_device, untracked
+from .attacks import _check_int, _check_number, _check_positive, on_model_device, pgd, untracked
 from .curriculum import TopKSchedule
 from .losses import gradient_adversarial_loss, gradient_l2
 from .data import dataset_info
@@ -142,6 +142,10 @@ class GradientMatchingRecipe(Recipe):
     def teacher_grad(self, x:torch.Tensor, y:torch.Tensor, kind:str) -> torch.Tensor:
         "J_t: the frozen teacher's input gradient of `kind` w.r.t. the student's images (through `transform`, IGAM Eq. 17); no graph."
         return input_grad(self._teacher_forward, x, y, kind)
+    def teacher_grads(self, x:torch.Tensor, y:torch.Tensor, kinds) -> list:
+        "`teacher_grad` of each of `kinds` from one forward pass of the teacher (and one draw of a random `transform`)."
+        if len(kinds) == 1: return [self.teacher_grad(x, y, kinds[0])]
+        with torch.enable_grad(): return _logits_and_input_grads(self._teacher_forward, x.detach().requires_grad_(), y, kinds)[1]
 
     def adversarial_term(self, name:str, j_student:torch.Tensor, j_teacher:torch.Tensor):
         "(L_adv of discriminator `name` for the student, its accuracy on the batch); keeps the gradients for its own step."
@@ -290,13 +294,13 @@ class IGAM(GradientMatchingRecipe):
 
 # %% ../nbs/08b_matching.ipynb #558b76f6
 SARKAR_PRESETS = {
-    'digits': dict(beta=2.0, gamma_phase1=1.0, gamma_phase2=2.0, phase1_epochs=None, epochs_per_k=1, disc_widths=_SMALL),
-    'cifar10': dict(beta=2.0, gamma_phase1=10.0, gamma_phase2=20.0, phase1_epochs=100, epochs_per_k=15, disc_widths=_LARGE),
-    'cifar100': dict(beta=2.0, gamma_phase1=10.0, gamma_phase2=15.0, phase1_epochs=100, epochs_per_k=15, disc_widths=_LARGE),
-    'tinyimagenet': dict(beta=2.0, gamma_phase1=10.0, gamma_phase2=50.0, phase1_epochs=100, epochs_per_k=15, disc_widths=_SMALL),
+    'digits': dict(beta=2.0, gamma_phase1=1.0, gamma_phase2=2.0, phase1_epochs=None, epochs_per_k=1, disc_widths=_SMALL, restricted_eps=0.2),
+    'cifar10': dict(beta=2.0, gamma_phase1=10.0, gamma_phase2=20.0, phase1_epochs=100, epochs_per_k=15, disc_widths=_LARGE, restricted_eps=8/255),
+    'cifar100': dict(beta=2.0, gamma_phase1=10.0, gamma_phase2=15.0, phase1_epochs=100, epochs_per_k=15, disc_widths=_LARGE, restricted_eps=8/255),
+    'tinyimagenet': dict(beta=2.0, gamma_phase1=10.0, gamma_phase2=50.0, phase1_epochs=100, epochs_per_k=15, disc_widths=_SMALL, restricted_eps=8/255),
 }
 _UNSET = object()
-PHASE2_TARGETS = ('literal', 'sign_consistent')   # what J_S^CE is matched to in phase 2 (see the notes)
+PHASE2_TARGETS = ('literal', 'sign_consistent', 'restricted')   # what phase 2's curriculum terms are (see the notes)
 _SARKAR_FIT = dict(optimizer='sgd', lr=0.1, momentum=0.9, weight_decay=2e-4)   # §5 (lr); optimizer, momentum, wd: Madry et al.
 
 def _check_schedule(schedule):
@@ -325,7 +329,7 @@ class SaliencyCurriculum(GradientMatchingRecipe):
                  phase1_epochs=_UNSET, keep_alignment_in_phase2:bool=True, lr_decay=((1.0, 0.01), (0.01, 0.001)),
                  transform:nn.Module=None, disc_every:int=1, disc_lr:float=0.01, disc_widths=None, discriminator=None,
                  in_channels:int=None, non_saturating:bool=False, preset:str=None, disc_input:str='raw',
-                 phase2_target:str='literal'):
+                 phase2_target:str='literal', restricted_eps:float=None, restricted_steps:int=1):
         p = _preset(SARKAR_PRESETS, preset)
         if phase2_target not in PHASE2_TARGETS:
             raise ValueError(f"phase2_target: expected one of {', '.join(map(repr, PHASE2_TARGETS))}, got {phase2_target!r}")
@@ -334,6 +338,8 @@ class SaliencyCurriculum(GradientMatchingRecipe):
         super().__init__(teacher, transform, disc_every, disc_lr, pick('disc_widths', disc_widths), discriminator,
                          in_channels, non_saturating, disc_input)
         self.beta = _check_number('beta', pick('beta', beta))
+        self.restricted_eps = _check_number('restricted_eps', pick('restricted_eps', restricted_eps))
+        self.restricted_steps = _check_int('restricted_steps', restricted_steps)
         self._preset_names = sorted(SARKAR_PRESETS)
         if preset is None:
             self._digits_defaults = tuple(n for n, v in (('beta', beta), ('gamma_phase1', gamma_phase1), ('gamma_phase2', gamma_phase2)) if v is None)
@@ -401,12 +407,15 @@ class SaliencyCurriculum(GradientMatchingRecipe):
         k = self.k(epoch)
         align = k is None or self.keep_alignment_in_phase2
         gamma = self.gamma_phase1 if k is None else self.gamma_phase2
-        kinds = (('tci',) if align and (gamma or self.beta) else ()) + (('ce',) if k is not None and (gamma or self.beta) else ())
+        restricted = k is not None and self.phase2_target == 'restricted' and bool(gamma)
+        matched = k is not None and self.phase2_target != 'restricted' and (gamma or self.beta)   # J_S^CE against a target
+        kinds = (('tci',) if align and (gamma or self.beta) else ()) + (('ce',) if matched else ())
         logits, grads = student_input_grads(model, x, y, kinds)
         self._check_batch(x, logits)
         terms = {'ce': F.cross_entropy(logits, y)}
         total = terms['ce']
-        j_t = self.teacher_grad(x, y, 'tci') if kinds else None
+        own_ce = 'ce' in kinds and self.phase2_target == 'sign_consistent'     # the teacher's CE gradient too, same pass
+        j_t, *j_tce = self.teacher_grads(x, y, ('tci', 'ce') if own_ce else ('tci',)) if kinds or restricted else (None,)
         if 'tci' in kinds:                                              # alignment (Eq. 11-13)
             j_s = grads[0]
             if gamma:
@@ -414,13 +423,16 @@ class SaliencyCurriculum(GradientMatchingRecipe):
             if self.beta:
                 terms['robust'], terms['disc_acc'] = self.adversarial_term('disc', j_s, j_t); total = total + self.beta*terms['robust']
         if 'ce' in kinds:                                               # curriculum (Eq. 16-18)
-            target = j_t if self.phase2_target == 'literal' else self.teacher_grad(x, y, 'ce')   # the teacher's own CE ascent
+            target = j_tce[0] if own_ce else j_t                        # sign_consistent: the teacher's own CE ascent
             j_s, j_tk = grads[-1], target*topk_mask(j_t, k)             # on the teacher's top-k % salient (TCI) pixels
             if gamma:
                 terms['curr_diff'] = gradient_l2(j_s, j_tk); total = total + gamma*terms['curr_diff']
             if self.beta:
                 terms['curr_robust'], terms['curr_disc_acc'] = self.adversarial_term('curr_disc', j_s, j_tk)
                 total = total + self.beta*terms['curr_robust']
+        if restricted:                                                  # the attacker confined to the top-k % pixels
+            x_adv = pgd(model, x, y, self.restricted_eps, steps=self.restricted_steps, mask=topk_mask(j_t, k))
+            terms['curr_ce'] = F.cross_entropy(model(x_adv), y); total = total + gamma*terms['curr_ce']
         if k is not None: terms['k'] = float(k)
         return self._finish({'loss': total, **terms}, epoch)
 

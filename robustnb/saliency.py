@@ -57,19 +57,20 @@ def _objective(logits, y, kind):
     if logits.shape[1] < 2: raise ValueError("kind: 'margin' needs at least two classes")
     return -cw_margin(logits, y)                          # true-class logit minus the largest other one
 
-def _input_grad_of(logits, xg, y, kind, create_graph=False):
+def _input_grad_of(logits, xg, y, kind, create_graph=False, retain_graph=None):
     "The input gradient of `kind` from `logits = model(xg)` already computed (one forward pass can serve several kinds)."
     _check_logits(logits, len(xg))
     phi = _objective(logits, _labels(y, logits), kind)
     # the sum of per-sample values: sample n's gradient is exactly grad phi_n(x_n), independent of the batch size
-    (g,) = torch.autograd.grad(phi.sum(), xg, create_graph=create_graph)
+    (g,) = torch.autograd.grad(phi.sum(), xg, create_graph=create_graph, retain_graph=retain_graph)
     return g
 
 def _logits_and_input_grads(model, xg, y, kinds, create_graph=False):
     "One forward pass of `model` on `xg` (which requires grad) → (logits, [input gradient of each of `kinds`])."
     with fast_double_backward() if create_graph else contextlib.nullcontext():   # trained through: cheap 2nd derivatives
         logits = model(xg)
-    return logits, [_input_grad_of(logits, xg, y, kind, create_graph) for kind in kinds]
+    last = len(kinds) - 1                                  # without create_graph, the graph is kept until the last kind
+    return logits, [_input_grad_of(logits, xg, y, kind, create_graph, create_graph or i < last) for i, kind in enumerate(kinds)]
 
 @on_model_device()
 def input_grad(model, x:torch.Tensor, y=None, kind:str='tci', create_graph:bool=False) -> torch.Tensor:
