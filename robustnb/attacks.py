@@ -26,6 +26,9 @@ import numbers
 import torch
 import torch.nn.functional as F
 
+from .checks import (check_bool, check_finite, check_images, check_int, check_labels, check_logits, check_model_input, check_nonnegative,
+                             check_number, check_positive, num_outputs)
+
 # %% ../nbs/02_attacks.ipynb #0e76a9f1
 @contextlib.contextmanager
 def evaluating(model):
@@ -39,6 +42,7 @@ def evaluating(model):
 @contextlib.contextmanager
 def untracked(module:torch.nn.Module):
     "Context: every parameter of `module` with `requires_grad` off (a graph can go through it, not into it); flags restored on exit."
+    if not isinstance(module, torch.nn.Module): raise TypeError(f'module: expected a torch.nn.Module, got {type(module).__name__}')
     flags = [(p, p.requires_grad) for p in module.parameters()]
     for p, _ in flags: p.requires_grad_(False)
     try: yield module
@@ -78,14 +82,54 @@ def _to_device(obj, device):
     if isinstance(obj, dict): return {k: _to_device(v, device) for k, v in obj.items()}
     return obj
 
-def on_model_device(model:str='model', home:str='x'):
-    "Decorator: run the function with its tensor arguments on the device of argument `model`, and return its tensors on the device of argument `home`."
+def _check_model_arg(name, m):
+    if isinstance(m, (str, bytes)) or not callable(m):
+        raise TypeError(f'{name}: expected a torch.nn.Module (or a callable images -> logits), got {type(m).__name__} {m!r:.40}')
+
+def _check_call(sig, names, args, kwargs, m):
+    "The call's images `x` (robustnb.checks.check_images, and their dtype against the model's) and labels `y` (integers, one per image, below the model's number of outputs when its structure says so); `y` returned as int64."
+    args = list(args)
+    def get(n):
+        i = names.index(n)
+        return (args[i], ('a', i)) if i < len(args) else (kwargs[n], ('k', n)) if n in kwargs else (sig.parameters[n].default, None)
+    x = None
+    if 'x' in names:
+        x, _ = get('x')
+        if x is not inspect.Parameter.empty and x is not None:       # (N, C, H, W) for a convolutional model, else (N, ...)
+            conv = isinstance(m, torch.nn.Module) and any(isinstance(l, torch.nn.modules.conv._ConvNd) for l in m.modules())
+            check_images('x', x, min_ndim=4 if conv else 2); check_model_input(m, x)
+    if 'y' in names:
+        y, where = get('y')
+        optional = sig.parameters['y'].default is None
+        if y is None and optional: pass
+        elif isinstance(y, numbers.Integral) and not isinstance(y, bool) and optional:   # one class for every image
+            k = num_outputs(m)
+            if y < 0 or (k is not None and y >= k): raise ValueError(f'y: expected a class in [0, {k if k is not None else "K"}), got {y}')
+        elif y is not inspect.Parameter.empty:
+            y = check_labels('y', y, len(x) if torch.is_tensor(x) else None, num_outputs(m))
+            if where is not None and where[0] == 'a': args[where[1]] = y
+            elif where is not None: kwargs['y'] = y
+    return args, kwargs
+
+def on_model_device(model:str='model', home:str='x', check:bool=True):
+    """Decorator: check the call's model, images `x` and labels `y` (robustnb.checks; `check=False` leaves `x` and `y` to
+    the function), run the function with its tensor arguments on the device of argument `model`, and return its tensors
+    on the device of argument `home`."""
+    if not isinstance(model, str): raise TypeError(f'model: expected the name of the model argument, got {model!r}')
+    if not isinstance(home, str): raise TypeError(f'home: expected the name of the argument whose device results return to, got {home!r}')
     def decorate(f):
-        names = list(inspect.signature(f).parameters)
+        sig = inspect.signature(f)
+        names = list(sig.parameters)
+        for what, n in (('model', model), ('home', home)):
+            if n not in names: raise ValueError(f'{what}: {f.__qualname__} has no argument {n!r} (its arguments: {", ".join(names)})')
         i_model, i_home = names.index(model), names.index(home)
+        validate = check and ('x' in names or 'y' in names)
         @functools.wraps(f)
         def run(*args, **kwargs):
-            device = _device_of(args[i_model] if i_model < len(args) else kwargs.get(model))
+            m = args[i_model] if i_model < len(args) else kwargs.get(model, sig.parameters[model].default)
+            _check_model_arg(model, m)
+            if validate: args, kwargs = _check_call(sig, names, args, kwargs, m)
+            device = _device_of(m)
             if device is None: return f(*args, **kwargs)               # parameter-free modules and callables run anywhere
             caller = _first_device(args[i_home] if i_home < len(args) else kwargs.get(home))
             args = [a if i == i_model else _to_device(a, device) for i, a in enumerate(args)]
@@ -96,6 +140,14 @@ def on_model_device(model:str='model', home:str='x'):
         return run
     return decorate
 
+def _checked_logits(logits, n:int, y=None, name:str='model') -> torch.Tensor:
+    "What a model returned for `n` images: one (n, K) tensor of logits (robustnb.checks.check_logits), with every label of `y` below K."
+    check_logits(name, logits, n)
+    if torch.is_tensor(y) and y.numel() and int(y.max()) >= logits.shape[1]:
+        raise ValueError(f'y: expected labels in [0, {logits.shape[1]}) (the model has {logits.shape[1]} outputs), got a label {int(y.max())}')
+    return logits
+
+
 # %% ../nbs/02_attacks.ipynb #d1c1d308
 def _per_sample(v, like):
     "A per-sample quantity of shape (N,) reshaped to broadcast against the (N, ...) tensor `like`."
@@ -105,10 +157,16 @@ def _norms(t):
     "Per-sample L2 norms of an (N, ...) tensor, shaped (N, 1, ..., 1)."
     return t.flatten(1).norm(dim=1).view(-1, *([1]*(t.ndim - 1)))
 
+def _check_step_args(x, eps, alpha):
+    "A threat model's center (images in [0, 1], already checked when `pgd` builds it: only its type here), radius and step."
+    if not torch.is_tensor(x) or not x.is_floating_point() or x.ndim < 2:
+        check_images('x', x, min_ndim=2)
+    return x, check_nonnegative('eps', eps), check_nonnegative('alpha', alpha)
+
 class LinfStep:
     "L∞ ball of radius `eps` around `x` within [0, 1]: uniform random start, steps `α·sign(g)`, projection by one clamp."
     def __init__(self, x:torch.Tensor, eps:float, alpha:float):
-        self.x, self.eps, self.alpha = x, eps, alpha
+        self.x, self.eps, self.alpha = _check_step_args(x, eps, alpha)
         self.lower, self.upper = (x - eps).clamp_(min=0), (x + eps).clamp_(max=1)     # ball ∩ box, per coordinate
     def random_start(self, generator): return torch.empty_like(self.x).uniform_(-self.eps, self.eps, generator=generator)
     def step(self, adv, grad): return torch.add(adv, grad.sign_(), alpha=self.alpha)
@@ -117,7 +175,7 @@ class LinfStep:
 
 class L2Step:
     "L2 ball of radius `eps` around `x` within [0, 1]: random start uniform in the ball, steps `α·g/‖g‖₂`, projection by rescaling."
-    def __init__(self, x:torch.Tensor, eps:float, alpha:float): self.x, self.eps, self.alpha = x, eps, alpha
+    def __init__(self, x:torch.Tensor, eps:float, alpha:float): self.x, self.eps, self.alpha = _check_step_args(x, eps, alpha)
     def random_start(self, generator):
         x, n = self.x, self.x[0].numel()
         z = torch.randn((len(x), n + 2), generator=generator, dtype=x.dtype, device=x.device)
@@ -131,46 +189,34 @@ class L2Step:
 THREATS = {'linf': LinfStep, 'l2': L2Step}
 
 # %% ../nbs/02_attacks.ipynb #224633f8
-def ce_loss(logits:torch.Tensor, y:torch.Tensor) -> torch.Tensor:
-    "Cross-entropy per sample."
-    return F.cross_entropy(logits, y, reduction='none')
+def _ce_loss(logits, y): return F.cross_entropy(logits, y, reduction='none')
 
-def cw_margin(logits:torch.Tensor, y:torch.Tensor) -> torch.Tensor:
-    "Carlini & Wagner's margin per sample (objective f6, κ = ∞): `max_{j≠y} z_j − z_y`; > 0 iff misclassified."
+def _cw_margin(logits, y):
     true = logits.gather(1, y[:, None]).squeeze(1)
     other = logits.masked_fill(F.one_hot(y, logits.shape[1]).bool(), float('-inf')).amax(1)
     return other - true
 
+def _check_logits_labels(logits, y):
+    "Logits (N, K), finite, and N labels in [0, K): what the per-sample losses need."
+    check_logits('logits', logits, len(logits) if torch.is_tensor(logits) and logits.ndim else -1)
+    check_finite('logits', logits)
+    return check_labels('y', y, len(logits), logits.shape[1])
+
+def ce_loss(logits:torch.Tensor, y:torch.Tensor) -> torch.Tensor:
+    "Cross-entropy per sample."
+    return _ce_loss(logits, _check_logits_labels(logits, y))
+
+def cw_margin(logits:torch.Tensor, y:torch.Tensor) -> torch.Tensor:
+    "Carlini & Wagner's margin per sample (objective f6, κ = ∞): `max_{j≠y} z_j − z_y`; > 0 iff misclassified."
+    return _cw_margin(logits, _check_logits_labels(logits, y))
+
 LOSSES = {'ce': ce_loss, 'cw': cw_margin}
+_UNCHECKED = {'ce': _ce_loss, 'cw': _cw_margin}     # inside the step loop: the labels and the first logits are checked once
 
 # %% ../nbs/02_attacks.ipynb #5fc31c04
-def _check_number(name, v, low=0.0):
-    "The library's number check: a finite real (not a bool) >= `low` (any finite real for low=-inf), returned as a float."
-    if isinstance(v, bool) or not isinstance(v, numbers.Real) or not math.isfinite(v) or v < low:
-        raise ValueError(f"{name}: expected a finite float{f' >= {low:g}' if low > -math.inf else ''}, got {v!r}")
-    return float(v)
-
-def _check_positive(name, v):
-    if _check_number(name, v, -math.inf) <= 0: raise ValueError(f'{name}: expected a positive finite float, got {v!r}')
-    return float(v)
-
-def _check_int(name, value, low=1):
-    "The library's integer check: an int (not a bool) >= `low`, returned."
-    if isinstance(value, bool) or not isinstance(value, int) or value < low:
-        raise ValueError(f'{name}: expected an int >= {low}, got {value!r}')
-    return value
-
 def _check_inputs(x, y, eps):
-    "Validate an attack's `x`, `y` and `eps` (the checks every attack shares); returns `eps` as a float."
-    if not torch.is_tensor(x) or not x.is_floating_point() or x.ndim < 2:
-        raise TypeError(f'x: expected a floating-point tensor of shape (N, C, H, W), got '
-                        f'{type(x).__name__}{tuple(x.shape) if torch.is_tensor(x) else ""}')
-    lo, hi = torch.aminmax(x.detach())
-    if not (lo >= 0 and hi <= 1): raise ValueError(f'x: expected images in [0, 1], got values in [{lo.item():.4g}, {hi.item():.4g}]')
-    if not torch.is_tensor(y) or y.is_floating_point() or y.is_complex() or y.dtype == torch.bool or tuple(y.shape) != (len(x),):
-        raise ValueError(f'y: expected {len(x)} integer labels of shape ({len(x)},), got '
-                         f'{type(y).__name__}{tuple(y.shape) if torch.is_tensor(y) else ""}')
-    return _check_number('eps', eps)
+    "An attack's `eps` as a float (its `x` and `y` are checked by `on_model_device`)."
+    return check_nonnegative('eps', eps)
 
 def _forked_rng():
     "Context that restores the global CPU (and, when present, CUDA) RNG state on exit."
@@ -193,10 +239,11 @@ def _pgd_run(model, x, y, threat, objective, steps, generator, mask, stop, momen
             adv = torch.where(_per_sample(_check_stop(select(x, y), len(x), 'select'), adv), adv, x)
     else: adv = x.clone()
     active = velocity = None
-    for _ in range(steps):
+    for step in range(steps):
         moving = None if select is None else _check_stop(select(adv.detach(), y), len(x), 'select')
         adv.requires_grad_(True)
         logits = model(adv)
+        if step == 0: _checked_logits(logits, len(x), y)
         if stop is not None:                      # SAT Alg. 1: the rule sees the iterate this step would move
             halt = _check_stop(stop(logits.detach(), y), len(x))
             active = ~halt if active is None else active & ~halt
@@ -231,22 +278,23 @@ def pgd(model:torch.nn.Module, x:torch.Tensor, y:torch.Tensor, eps:float, alpha:
         stop=None, momentum:float=0.0, restarts:int=1, seed:int=None, select=None) -> torch.Tensor:
     "Projected gradient ascent on `loss` in the `norm` ball of radius `eps` (Madry et al. 2018, Eq. 2); returns `x_adv`."
     eps = _check_inputs(x, y, eps)
+    check_bool('targeted', targeted)
     start_std = None
     if not isinstance(random_start, bool):       # a float σ: Gaussian start x + σ·N(0, 1) (TRADES, MART official code)
-        start_std = _check_number('random_start', random_start)
+        start_std = check_nonnegative('random_start', random_start)
         if start_std == 0: raise ValueError('random_start: expected True, False or a positive standard deviation, got 0')
-    _check_int('steps', steps)
+    check_int('steps', steps)
     if norm not in THREATS: raise ValueError(f"norm: expected one of {', '.join(map(repr, THREATS))}, got {norm!r}")
-    alpha = 2.5*eps/steps if alpha is None else _check_number('alpha', alpha)
+    alpha = 2.5*eps/steps if alpha is None else check_nonnegative('alpha', alpha)
     if callable(loss): loss_fn = loss
-    elif isinstance(loss, str) and loss in LOSSES: loss_fn = LOSSES[loss]
+    elif isinstance(loss, str) and loss in LOSSES: loss_fn = _UNCHECKED[loss]
     else: raise ValueError(f"loss: expected 'ce', 'cw' or a callable (logits, y) -> per-sample loss, got {loss!r}")
-    momentum = _check_number('momentum', momentum)
-    _check_int('restarts', restarts)
+    momentum = check_nonnegative('momentum', momentum)
+    check_int('restarts', restarts)
     if restarts > 1 and not random_start: raise ValueError('restarts: more than one run needs random_start=True')
     if stop is not None and not callable(stop): raise TypeError(f'stop: expected a callable (logits, y) -> bool per sample, got {stop!r}')
     if select is not None and not callable(select): raise TypeError(f'select: expected a callable (x_adv, y) -> bool per sample, got {select!r}')
-    if seed is not None: _check_int('seed', seed, 0)
+    if seed is not None: check_int('seed', seed, 0)
     if mask is not None:
         if not torch.is_tensor(mask): raise ValueError(f'mask: expected a tensor broadcastable to {tuple(x.shape)}, got {type(mask).__name__}')
         try: ok = torch.broadcast_shapes(mask.shape, x.shape) == x.shape
@@ -281,20 +329,20 @@ def pgd(model:torch.nn.Module, x:torch.Tensor, y:torch.Tensor, eps:float, alpha:
 @on_model_device()
 def fgsm(model:torch.nn.Module, x:torch.Tensor, y:torch.Tensor, eps:float, **kwargs) -> torch.Tensor:
     "Fast gradient sign method (Goodfellow et al. 2015, Eq. 3): `clip(x + ε·sign(∇ₓ loss))`, one PGD step from `x`."
-    return pgd(model, x, y, eps, alpha=_check_number('eps', eps), steps=1, random_start=False, **kwargs)
+    return pgd(model, x, y, eps, alpha=check_nonnegative('eps', eps), steps=1, random_start=False, **kwargs)
 
 @on_model_device()
 def bim(model:torch.nn.Module, x:torch.Tensor, y:torch.Tensor, eps:float, alpha:float=1/255, steps:int=None,
         **kwargs) -> torch.Tensor:
     "Basic iterative method (Kurakin et al. 2017, §2.1): PGD from `x` with α = 1/255 and min(ε·255 + 4, 1.25·ε·255) steps."
-    if steps is None: steps = max(1, int(min(_check_number('eps', eps)*255 + 4, 1.25*eps*255)))
+    if steps is None: steps = max(1, int(min(check_nonnegative('eps', eps)*255 + 4, 1.25*eps*255)))
     return pgd(model, x, y, eps, alpha=alpha, steps=steps, random_start=False, **kwargs)
 
 @on_model_device()
 def mim(model:torch.nn.Module, x:torch.Tensor, y:torch.Tensor, eps:float, alpha:float=None, steps:int=10,
         momentum:float=1.0, random_start:bool=False, **kwargs) -> torch.Tensor:
     "Momentum iterative FGSM (Dong et al. 2018, Alg. 1): `g ← μ·g + ∇/‖∇‖₁`, `x ← x + α·sign(g)`; α = ε/T by default."
-    if alpha is None and isinstance(steps, int) and steps > 0: alpha = _check_number('eps', eps)/steps
+    if alpha is None and isinstance(steps, int) and steps > 0: alpha = check_nonnegative('eps', eps)/steps
     return pgd(model, x, y, eps, alpha=alpha, steps=steps, momentum=momentum, random_start=random_start, **kwargs)
 
 @on_model_device()
@@ -314,9 +362,14 @@ def pgd_l2(model:torch.nn.Module, x:torch.Tensor, y:torch.Tensor, eps:float, alp
 def transfer_attack(source:torch.nn.Module, target:torch.nn.Module, x:torch.Tensor, y:torch.Tensor, attack=None,
                     **kwargs) -> torch.Tensor:
     "Black-box transfer (ADT Table 4): `x_adv` crafted on `source` with `attack` (default 20-step `pgd`); `target` is never queried."
+    _check_model_arg('source', source)
     if not isinstance(target, torch.nn.Module): raise TypeError(f'target: expected a torch.nn.Module, got {type(target).__name__}')
     if attack is None: attack, kwargs = pgd, {'steps': 20, **kwargs}
-    return attack(source, x, y, **kwargs)
+    if not callable(attack): raise TypeError(f'attack: expected a callable (model, x, y, **kwargs) -> x_adv, got {attack!r:.40}')
+    try: return attack(source, x, y, **kwargs)
+    except (ValueError, TypeError) as e:              # the attack names its model argument: here that is `source`
+        if str(e).startswith('model:'): raise type(e)('source:' + str(e)[len('model:'):]) from None
+        raise
 
 # %% ../nbs/02_attacks.ipynb #eca6be60
 AUTOATTACK_ATTACKS = ('apgd-ce', 'apgd-dlr', 'apgd-t', 'fab', 'fab-t', 'square')
@@ -344,8 +397,9 @@ def autoattack(model:torch.nn.Module, x:torch.Tensor, y:torch.Tensor, eps:float,
             raise ValueError(f"attacks: expected a non-empty list from {', '.join(AUTOATTACK_ATTACKS)} with version='custom', got {attacks!r}")
         attacks = list(attacks)
     elif attacks is not None: raise ValueError(f"attacks: only used with version='custom' (version={version!r} fixes its attacks)")
-    _check_int('seed', seed, 0); _check_int('batch_size', batch_size)
-    if n_iter is not None: _check_int('n_iter', n_iter)
+    check_int('seed', seed, 0); check_int('batch_size', batch_size)
+    if n_iter is not None: check_int('n_iter', n_iter)
+    with torch.no_grad(), evaluating(model): _checked_logits(model(x[:1]), 1, y[:1])   # one image: the output's form
     backend, AutoAttack = _autoattack_backend()
     device = x.device
     x, y = x.detach(), y.detach()

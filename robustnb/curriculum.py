@@ -12,14 +12,18 @@ import math
 
 import torch
 
-from .attacks import _check_number, cw_margin
+from .checks import check_finite, check_labels, check_logits, check_nonnegative, check_number, check_positive
+from .attacks import _cw_margin
 
 # %% ../nbs/05_curriculum.ipynb #6d0eff37
 class TopKSchedule:
     "Sarkar §4.1 phase 2: k = start, start − step, …, stop (in %), each for `epochs_per_k` epochs, then stop."
     def __init__(self, start:float=100, stop:float=50, step:float=10, epochs_per_k:float=15):
         for name, v in (('start', start), ('stop', stop), ('step', step), ('epochs_per_k', epochs_per_k)):
-            _check_number(name, v, -math.inf)
+            check_number(name, v)
+        if start > 0 and step > 0 and (start - stop)/step > 1000:    # a list of k values that would not fit in memory
+            raise ValueError(f'step: expected at most 1,000 values of k from {start} to {stop}, got step {step!r} ({(start - stop)/step:.3g} steps)')
+        if epochs_per_k > 1e6: raise ValueError(f'epochs_per_k: expected at most 10^6 epochs per k, got {epochs_per_k!r}')
         if not 0 < stop <= start <= 100: raise ValueError(f'start, stop: expected 0 < stop <= start <= 100 (percent), got {start}, {stop}')
         if not step > 0: raise ValueError(f'step: expected a positive number of percentage points, got {step!r}')
         if not epochs_per_k > 0: raise ValueError(f'epochs_per_k: expected a positive number of epochs, got {epochs_per_k!r}')
@@ -38,8 +42,8 @@ class TopKSchedule:
 class LinearSchedule:
     "`start` until epoch `begin`, then linear to `stop` at epoch `end`, constant afterwards (SAT App. A, Fig. 5b)."
     def __init__(self, start:float=0.0, stop:float=1.0, begin:float=0.0, end:float=10.0):
-        for name, v in (('start', start), ('stop', stop), ('begin', begin), ('end', end)):
-            _check_number(name, v, -math.inf)
+        for name, v in (('start', start), ('stop', stop)): check_nonnegative(name, v)
+        for name, v in (('begin', begin), ('end', end)): check_number(name, v)
         if not 0 <= begin < end: raise ValueError(f'begin, end: expected 0 <= begin < end, got {begin}, {end}')
         self.start, self.stop, self.begin, self.end = start, stop, begin, end
     final = property(lambda self: self.stop)
@@ -52,10 +56,11 @@ class LinearSchedule:
 class StepSchedule:
     "`start`, raised by equal steps at each epoch in `milestones` to reach `stop` at the last one (SAT App. A, Fig. 5a)."
     def __init__(self, start:float=0.0, stop:float=1.0, milestones=(30, 45, 60)):
-        _check_number('start', start, -math.inf); _check_number('stop', stop, -math.inf)
+        check_nonnegative('start', start); check_nonnegative('stop', stop)
+        ok = isinstance(milestones, (list, tuple)) and 0 < len(milestones) <= 1000 and all(
+            isinstance(m, (int, float)) and not isinstance(m, bool) and math.isfinite(m) and m >= 0 for m in milestones)
+        if not ok: raise ValueError(f'milestones: expected a non-empty sequence of finite, non-negative epochs, got {milestones!r}')
         ms = sorted(milestones)
-        if not ms or any(not isinstance(m, (int, float)) or m < 0 for m in ms):
-            raise ValueError(f'milestones: expected a non-empty sequence of non-negative epochs, got {milestones!r}')
         self.start, self.stop, self.milestones = start, stop, tuple(ms)
     final = property(lambda self: self.stop)
     reached = property(lambda self: self.milestones[-1])
@@ -66,8 +71,13 @@ class StepSchedule:
 
 def check_reaches(schedule, name:str, target:float=1.0, epochs:float=None):
     "Raise ValueError naming `name` unless `schedule` settles at >= `target` (by epoch `epochs`, when given)."
+    if not callable(schedule): raise TypeError(f'schedule: expected a schedule (a callable of the epoch), got {schedule!r:.40}')
+    check_number('target', target)
+    if epochs is not None: check_positive('epochs', epochs)
     final = getattr(schedule, 'final', None)
     if final is None: final = schedule(1e12)
+    if not (isinstance(final, (int, float)) and math.isfinite(final)):
+        raise ValueError(f'{name}: the schedule must settle at a finite value, it ends at {final!r}')
     if final < target - 1e-12:
         raise ValueError(f'{name}: the schedule must reach {target} (plain adversarial training, SAT §4.1); it ends at {final}')
     reached = getattr(schedule, 'reached', None)
@@ -77,16 +87,17 @@ def check_reaches(schedule, name:str, target:float=1.0, epochs:float=None):
 # %% ../nbs/05_curriculum.ipynb #c12e7be3
 def probability_gap(logits:torch.Tensor, y:torch.Tensor) -> torch.Tensor:
     "SAT Eq. 12, per sample: ψ_P = max_{j≠y} softmax(logits)_j − softmax(logits)_y, in [−1, 1]."
-    if logits.ndim != 2: raise ValueError(f'logits: expected an (N, C) tensor, got shape {tuple(logits.shape)}')
-    if y.shape != (len(logits),): raise ValueError(f'y: expected {len(logits)} labels, got shape {tuple(y.shape)}')
-    return cw_margin(torch.softmax(logits, 1), y)          # C&W's margin, on probabilities instead of logits
+    check_logits('logits', logits); check_finite('logits', logits)
+    y = check_labels('y', y, len(logits), logits.shape[1])
+    return _cw_margin(torch.softmax(logits, 1), y)          # C&W's margin, on probabilities instead of logits
 
 # %% ../nbs/05_curriculum.ipynb #17cbffd0
 def hessian_subset(estimates:torch.Tensor, fraction:float) -> torch.Tensor:
     "SAT App. B.3: boolean mask of the round(`fraction`·n) samples with the smallest Hessian `estimates` (stable ties)."
-    if estimates.ndim != 1: raise ValueError(f'estimates: expected a 1-D tensor of per-sample values, got shape {tuple(estimates.shape)}')
-    _check_number('fraction', fraction, -math.inf)
-    if not 0 <= fraction <= 1: raise ValueError(f'fraction: expected a number in [0, 1], got {fraction!r}')
+    if not torch.is_tensor(estimates) or estimates.ndim != 1:
+        raise TypeError(f'estimates: expected a 1-D tensor of per-sample values, got {getattr(estimates, "shape", type(estimates).__name__)}')
+    check_finite('estimates', estimates)
+    check_number('fraction', fraction, 0.0, 1.0)
     k = int(round(fraction*len(estimates)))
     order = torch.sort(estimates, stable=True).indices
     mask = torch.zeros(len(estimates), dtype=torch.bool, device=estimates.device)

@@ -18,6 +18,8 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from .checks import check_bool, check_images, check_int, check_labels
+
 # %% ../nbs/00_data.ipynb #ef138a99
 DATASETS = ('digits', 'mnist', 'cifar10', 'cifar100', 'tinyimagenet')
 
@@ -62,9 +64,9 @@ def dataset_info(name:str) -> DatasetInfo:
 class TensorImageDataset(Dataset):
     "In-memory dataset of float32 NCHW `images` in [0, 1] and int64 `labels`; items are `(image, int label)`."
     def __init__(self, images:torch.Tensor, labels:torch.Tensor, classes=()):
-        if images.ndim != 4: raise ValueError(f'images: expected an NCHW tensor, got shape {tuple(images.shape)}')
-        if len(labels) != len(images): raise ValueError(f'labels: expected {len(images)} labels, got {len(labels)}')
-        self.images, self.labels, self.classes = images.float(), labels.long(), tuple(classes)
+        check_images('images', images)                 # float NCHW in [0, 1], finite: uint8 pixels are refused, not rescaled
+        classes = tuple(classes)
+        self.images, self.labels, self.classes = images.float(), check_labels('labels', labels, len(images), len(classes) or None), classes
     def __len__(self): return len(self.images)
     def __getitem__(self, i): return self.images[i], int(self.labels[i])
     def __repr__(self): return f'{type(self).__name__}(n={len(self)}, shape={tuple(self.images.shape[1:])})'
@@ -89,7 +91,7 @@ class TinyImageNet(Dataset):
         root = Path(root)
         if (root/'tiny-imagenet-200').is_dir(): root = root/'tiny-imagenet-200'
         if not (root/'wnids.txt').is_file():
-            raise FileNotFoundError(f"tinyimagenet: no wnids.txt under {str(root)!r}; unpack tiny-imagenet-200 there "
+            raise FileNotFoundError(f"root: no wnids.txt of Tiny-ImageNet under {str(root)!r}; unpack tiny-imagenet-200 there "
                                     "(or pass download=True to fetch it, which needs the network)")
         self.root, self.wnids = root, (root/'wnids.txt').read_text().split()
         idx = {w: i for i, w in enumerate(self.wnids)}
@@ -131,6 +133,7 @@ def load_dataset(name:str='digits', split:str='train', root=None, download:bool=
     "Dataset `name` ('digits', 'mnist', 'cifar10', 'cifar100', 'tinyimagenet') yielding (float32 CHW image in [0,1], int label)."
     name = _check_name(name)
     if split not in ('train', 'test', 'val'): raise ValueError(f"split: expected 'train' or 'test', got {split!r}")
+    check_bool('download', download)
     if split == 'val': split = 'test'
     if name == 'digits':
         if transform is not None: raise ValueError('transform: digits is an in-memory tensor dataset; transform images in the loop')
@@ -160,7 +163,9 @@ def get_loaders(name:str='digits', batch_size:int=128, augment='auto', root=None
                 test_batch_size=None, num_workers:int=0, seed:int=0):
     "(train_loader, test_loader) for `name`; `augment='auto'` uses random crop + horizontal flip on CIFAR/Tiny-ImageNet."
     name = _check_name(name)
-    if not isinstance(batch_size, int) or batch_size < 1: raise ValueError(f'batch_size: expected a positive int, got {batch_size!r}')
+    check_int('batch_size', batch_size, 1, 2**24)
+    if test_batch_size is not None: check_int('test_batch_size', test_batch_size, 1, 2**24)
+    check_int('num_workers', num_workers, 0, 1024); check_int('seed', seed, 0); check_bool('download', download)
     if augment not in ('auto', True, False): raise ValueError(f"augment: expected 'auto', True or False, got {augment!r}")
     if augment == 'auto': augment = name in _AUGMENT_PAD
     transform = None

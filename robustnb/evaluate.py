@@ -16,8 +16,8 @@ import torch
 from torch.utils.data import Subset
 from tqdm.auto import tqdm
 
-from .attacks import (_check_int, _check_number, _check_positive, _device_of, _forked_rng, autoattack, bim, cw_pgd,
-                              fgsm, frozen_eval, mim, pgd, transfer_attack)
+from .checks import check_int, check_nonnegative, check_positive
+from .attacks import _device_of, _forked_rng, autoattack, bim, cw_pgd, fgsm, frozen_eval, mim, on_model_device, pgd, transfer_attack
 from .data import DATASETS, dataset_info
 from .train import _correct, as_loader
 
@@ -26,6 +26,7 @@ def _as_dataset(data): return as_loader(data).dataset
 
 def evaluation_subset(data, n:int=None, seed:int=0) -> list:
     "Indices of the fixed evaluation subset of `data`: all of it in order, or `n` indices drawn without replacement by `seed` (sorted)."
+    check_int('seed', seed, 0)
     size = len(_as_dataset(data))
     if n is None: return list(range(size))
     if isinstance(n, bool) or not isinstance(n, int) or not 0 < n <= size: raise ValueError(f'n: expected None or an int in [1, {size}], got {n!r}')
@@ -44,7 +45,7 @@ def robust_accuracy(model, data, attacks:dict, n:int=None, batch_size:int=256, s
     if not isinstance(attacks, dict) or not all(callable(a) for a in attacks.values()):
         raise TypeError('attacks: expected a dict {column name: callable (model, x, y) -> x_adv}')
     if 'Clean' in attacks: raise ValueError("attacks: 'Clean' is always the first column; name the attacks differently")
-    _check_int('seed', seed, 0); _check_int('batch_size', batch_size)
+    check_int('seed', seed, 0); check_int('batch_size', batch_size)
     dataset = _as_dataset(data)
     loader = as_loader(Subset(dataset, evaluation_subset(dataset, n, seed)), batch_size)
     rows = {}
@@ -99,7 +100,7 @@ def paper_attacks(paper:str, dataset:str='cifar10', eps:float=None, source:torch
         raise ValueError(f"dataset: expected one of {', '.join(DATASETS)}, got {dataset!r}")
     info = dataset_info(dataset)
     if eps is None: eps = _PAPER_EPS.get((paper, info.name), info.eps)
-    _check_positive('eps', eps)
+    check_positive('eps', eps)
     preset = _PRESETS[paper]
     known = {**preset['default'], **preset.get('more', {})}
     if columns is None: columns = preset.get(info.name, list(preset['default']))
@@ -117,15 +118,16 @@ def paper_attacks(paper:str, dataset:str='cifar10', eps:float=None, source:torch
     return attacks
 
 # %% ../nbs/09_evaluate.ipynb #09ff45cc
+@on_model_device()
 def sanity_check(model:torch.nn.Module, x:torch.Tensor, y:torch.Tensor, eps:float, source:torch.nn.Module=None,
                  large_eps:float=None, aa_version:str='standard', aa_attacks=None, tol:float=1.0, seed:int=0,
                  batch_size:int=256) -> pd.DataFrame:
     "Gradient-masking checklist (Athalye et al. 2018; Carlini et al. 2019 §5) on (x, y): one row per check, with pass/fail."
-    _check_positive('eps', eps)
+    check_positive('eps', eps)
     large_eps = min(1.0, 4*eps) if large_eps is None else large_eps
     if isinstance(large_eps, bool) or not isinstance(large_eps, (int, float)) or not 0 < large_eps <= 1:
         raise ValueError(f'large_eps: expected a float in (0, 1], got {large_eps!r}')
-    _check_number('tol', tol)                                  # percentage points
+    check_nonnegative('tol', tol)                                  # percentage points
     step = partial(pgd, alpha=eps/4)
     attacks = {'FGSM': partial(fgsm, eps=eps), 'PGD-10': partial(step, eps=eps, steps=10),
                'PGD-20': partial(step, eps=eps, steps=20), 'PGD-50': partial(step, eps=eps, steps=50),

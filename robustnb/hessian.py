@@ -20,7 +20,8 @@ import torch.nn.functional as F
 from torch.func import functional_call, grad as func_grad, jvp, vmap
 from tqdm.auto import tqdm
 
-from .attacks import _check_int, _check_positive, on_model_device
+from .checks import check_int, check_positive
+from .attacks import on_model_device
 from .double_backward import fast_double_backward
 
 # %% ../nbs/06_hessian.ipynb #a1f9549c
@@ -156,7 +157,7 @@ def _power_iteration(op, k, tol, max_iter, seed):
 def top_eigenvalues(model, x, y, k:int=1, tol:float=1e-3, max_iter:int=100, loss_fn=None, seed:int=0,
                     method:str='double_backprop') -> Eigenpairs:
     "Top-`k` Hessian eigenvalues of `loss_fn(model(x), y)` by power iteration with deflation (SAT §5); `(values, vectors)`."
-    _check_int('k', k); _check_int('max_iter', max_iter); _check_positive('tol', tol); _check_int('seed', seed, 0)
+    check_int('k', k); check_int('max_iter', max_iter); check_positive('tol', tol); check_int('seed', seed, 0)
     with _restored_buffers(model):
         op = _HessianOperator(model, x, y, loss_fn, method)
         n = sum(op.sizes)
@@ -167,7 +168,7 @@ def top_eigenvalues(model, x, y, k:int=1, tol:float=1e-3, max_iter:int=100, loss
 @on_model_device()
 def hessian_trace(model, x, y, n_samples:int=100, loss_fn=None, seed:int=0, method:str='double_backprop'):
     "Hutchinson estimate of tr H for `loss_fn(model(x), y)`: `(mean, standard error)` over `n_samples` Rademacher probes."
-    _check_int('n_samples', n_samples, 2); _check_int('seed', seed, 0)
+    check_int('n_samples', n_samples, 2); check_int('seed', seed, 0)
     with _restored_buffers(model):
         op = _HessianOperator(model, x, y, loss_fn, method)
         p0 = op.params[0]
@@ -227,8 +228,8 @@ def taylor_bounds(model, x, y, alpha_frac:float=0.01, loss_fn=None, attack=None,
     alpha = `alpha_frac` * ||grad||. `sub_batch=None`: of the batch's mean loss (floats); an int: per sample (tensors),
     each sample's gradient replaced by its `sub_batch`-sample mini-batch gradient (App. C.2). `attack(model, x, y)`:
     evaluate at adversarial examples (Eq. 9). `dtype`, e.g. torch.float64: compute in that precision."""
-    _check_batch(x, y); _check_positive('alpha_frac', alpha_frac)
-    if sub_batch is not None: _check_int('sub_batch', sub_batch)
+    _check_batch(x, y); check_positive('alpha_frac', alpha_frac)
+    if sub_batch is not None: check_int('sub_batch', sub_batch)
     if dtype is not None and not (isinstance(dtype, torch.dtype) and dtype.is_floating_point):
         raise TypeError(f'dtype: expected a floating torch.dtype such as torch.float64, got {dtype!r}')
     loss_fn = _loss_fn(loss_fn)
@@ -256,7 +257,7 @@ def per_sample_eigen_estimate(model, x, y, sub_batch:int=32, alpha_frac:float=0.
                               attack=None, dtype=None) -> torch.Tensor:
     "SAT's per-sample top-eigenvalue estimate (App. B.3, C.2): the Taylor `bound` ('upper'/'lower') with `sub_batch` gradients."
     if bound not in ('upper', 'lower'): raise ValueError(f"bound: expected 'upper' or 'lower', got {bound!r}")
-    _check_int('sub_batch', sub_batch)                  # None would mean the batch mean: not per sample
+    check_int('sub_batch', sub_batch)                  # None would mean the batch mean: not per sample
     lower, upper = taylor_bounds(model, x, y, alpha_frac, loss_fn, attack, sub_batch=sub_batch, dtype=dtype)
     return upper if bound == 'upper' else lower
 

@@ -17,13 +17,18 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from .attacks import _check_int, evaluating, on_model_device
+from .checks import (check_callable, check_images, check_int, check_labels, check_model_input, check_number,
+                             num_outputs)
+from .attacks import evaluating, on_model_device
 from .hessian import _restored_buffers
 from .saliency import input_grad
 
 # %% ../nbs/10_landscape.ipynb #81ceee41
 NORMS = ('filter', 'layer', 'none')
 IGNORES = ('biasbn', None)
+
+def _check_module(model):
+    if not isinstance(model, torch.nn.Module): raise TypeError(f'model: expected a torch.nn.Module, got {type(model).__name__}')
 
 def _check_norm(norm, ignore):
     if norm not in NORMS: raise ValueError(f"norm: expected one of {', '.join(map(repr, NORMS))}, got {norm!r}")
@@ -41,15 +46,15 @@ def _normalized(d, w, norm, ignore):
 @on_model_device(home='direction')
 def normalize_direction(model, direction:dict, norm:str='filter', ignore='biasbn') -> dict:
     "`direction` ({name: tensor}) rescaled per output filter (`'filter'`) or tensor (`'layer'`) to `model`'s weights (Li et al.)."
-    _check_norm(norm, ignore)
+    _check_module(model); _check_norm(norm, ignore)
     params = dict(model.named_parameters())
     _check_direction(direction, params, 'direction')
     return {n: _normalized(d.to(params[n]), params[n], norm, ignore) for n, d in direction.items()}
 
 def random_directions(model, n:int=1, norm:str='filter', ignore='biasbn', seed:int=0):
     "A filter-normalized Gaussian direction over all of `model`'s parameters (Li et al. 2018); a list of `n` when n > 1."
-    _check_norm(norm, ignore)
-    _check_int('n', n); _check_int('seed', seed, 0)
+    _check_module(model); _check_norm(norm, ignore)
+    check_int('n', n); check_int('seed', seed, 0)
     params = dict(model.named_parameters())
     dev = next(iter(params.values())).device
     gen = torch.Generator(device=dev).manual_seed(seed)
@@ -68,10 +73,10 @@ def _check_direction(direction, params, name):
 # %% ../nbs/10_landscape.ipynb #3e93a94e
 def loss_on(x, y, loss_fn=None, attack=None, batch_size:int=512):
     "A callable `model -> float`: mean `loss_fn` (CE) on (x, y), in eval mode; at `attack(model, x, y)` if given (SAT Fig. 1)."
-    if not torch.is_tensor(x) or x.ndim < 2 or len(x) == 0: raise ValueError('x: expected a non-empty batched tensor (N, ...)')
-    if not torch.is_tensor(y) or len(y) != len(x): raise ValueError(f'y: expected a tensor of {len(x)} labels')
-    _check_int('batch_size', batch_size)
-    loss_fn = F.cross_entropy if loss_fn is None else loss_fn
+    check_images('x', x, min_ndim=2); y = check_labels('y', y, len(x))
+    check_int('batch_size', batch_size)
+    if attack is not None: check_callable('attack', attack, 'a callable (model, x, y) -> x_adv')
+    loss_fn = F.cross_entropy if loss_fn is None or loss_fn == 'ce' else check_callable('loss_fn', loss_fn, "'ce' or a callable (logits, y) -> loss")
     def loss_of(model) -> float:
         dev = next(model.parameters()).device
         with evaluating(model):
@@ -94,14 +99,17 @@ def _grid_axes(grid, n_dirs):
     if grid is None: grid = np.linspace(-1, 1, 21)
     if isinstance(grid, (tuple, list)) and len(grid) == n_dirs and all(np.ndim(g) == 1 for g in grid):
         axes = tuple(np.asarray(g, dtype=float) for g in grid)
-    elif np.ndim(grid) == 1: axes = (np.asarray(grid, dtype=float),) * n_dirs
+    elif np.ndim(grid) == 1 and not isinstance(grid, str): axes = (np.asarray(grid, dtype=float),) * n_dirs
     else: raise ValueError(f'grid: expected a 1-D array of coordinates or {n_dirs} of them, got {grid!r:.80}')
+    if not all(np.isfinite(a).all() for a in axes): raise ValueError(f'grid: expected finite coordinates, got {grid!r:.80}')
     if any(len(a) == 0 for a in axes): raise ValueError('grid: expected at least one coordinate per axis')
     return axes
 
 @on_model_device(home='directions')
 def loss_surface(model, loss_of_model, directions, grid=None, progress:bool=False) -> Surface:
     "`loss_of_model(model)` at theta + a*d1 (+ b*d2) over `grid` (Li et al. 2018; SAT Fig. 1); weights restored bit for bit."
+    if not isinstance(model, torch.nn.Module): raise TypeError(f'model: expected a torch.nn.Module, got {type(model).__name__}')
+    check_callable('loss_of_model', loss_of_model, 'a callable model -> float (e.g. loss_on(x, y))')
     dirs = [directions] if isinstance(directions, dict) else list(directions)
     if len(dirs) not in (1, 2): raise ValueError(f'directions: expected one or two direction dicts, got {len(dirs)}')
     params = dict(model.named_parameters())
@@ -149,15 +157,19 @@ def _slice_direction(kind, model, x, y, attack, gen):
         return (torch.randint(0, 2, x.shape[1:], generator=gen, device=x.device) * 2 - 1).to(x.dtype)
     raise ValueError(f"directions: expected 'adversarial', 'random' or a tensor shaped like x, got {kind!r}")
 
-@on_model_device()
+@on_model_device(check=False)                      # x may be one image (C, H, W): checked below
 def decision_slice(model, x, y, directions=('adversarial', 'random'), grid=None, attack=None, seed:int=0,
                    clip:bool=False, batch_size:int=1024) -> Slice:
     "Predicted class and CE loss on the plane x + a*u + b*v through one input (IGAM Fig. 7); u, v from `directions`."
-    x = x if x.ndim == 4 else x[None]
+    if torch.is_tensor(x) and x.ndim == 3: x = x[None]
+    check_images('x', x); check_model_input(model, x)
     if len(x) != 1: raise ValueError(f'x: expected one image (CHW or 1xCHW), got {len(x)}')
-    y = torch.as_tensor(y).reshape(1).long().to(x.device)
+    y = check_labels('y', torch.as_tensor(y).reshape(-1), 1, num_outputs(model)) if isinstance(y, int) or torch.is_tensor(y) else y
+    if not torch.is_tensor(y): raise TypeError(f'y: expected the label of the image (an int or a tensor), got {y!r:.40}')
+    y = y.to(x.device)
+    check_int('batch_size', batch_size)
     if len(directions) != 2: raise ValueError(f'directions: expected two directions, got {len(directions)}')
-    _check_int('seed', seed, 0)
+    check_int('seed', seed, 0)
     axes = _grid_axes(np.linspace(-0.5, 0.5, 41) if grid is None else grid, 2)
     gen = torch.Generator(device=x.device).manual_seed(seed)
     with evaluating(model):
@@ -179,13 +191,15 @@ def decision_slice(model, x, y, directions=('adversarial', 'random'), grid=None,
                  (u.cpu(), v.cpu()), int(y))
 
 # %% ../nbs/10_landscape.ipynb #36ac6545
+@on_model_device()
 def embed_features(model, x, x_adv=None, seed:int=0, perplexity:float=30.0, batch_size:int=512, n_jobs:int=1):
     "Joint 2-D t-SNE of `model.features` of `x` and `x_adv` (AGKD-BML supp. §7): `(clean (N, 2), adversarial (M, 2) or None)`."
     from sklearn.manifold import TSNE
     from threadpoolctl import threadpool_limits
     if not hasattr(model, 'features'): raise TypeError(f'model: expected a classifier with features(x), got {type(model).__name__}')
-    _check_int('seed', seed, 0); _check_int('batch_size', batch_size)
-    if not torch.is_tensor(x) or x.ndim < 2 or len(x) == 0: raise ValueError('x: expected a non-empty batched tensor (N, ...)')
+    check_int('seed', seed, 0); check_int('batch_size', batch_size)
+    check_number('perplexity', perplexity)
+    if x_adv is not None: check_images('x_adv', x_adv); check_model_input(model, x_adv, 'x_adv')
     parts = [x] + ([x_adv] if x_adv is not None else [])
     n = sum(len(p) for p in parts)
     if not 0 < perplexity < n: raise ValueError(f'perplexity: expected a value in (0, {n}) for {n} points, got {perplexity!r}')

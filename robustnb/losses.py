@@ -15,45 +15,50 @@ terms with the total under 'loss'; single terms return a scalar tensor."""
 import torch
 import torch.nn.functional as F
 
-from .attacks import _check_number, _check_positive
+from .checks import check_bool, check_finite, check_images, check_labels, check_logits, check_nonnegative, check_positive
+
+
 
 # %% ../nbs/04_losses.ipynb #214e42b9
-def _check_logits(*logits):
-    for i, t in enumerate(logits):
-        if not torch.is_tensor(t) or t.ndim != 2:
-            raise ValueError(f'logits: expected (N, C) tensors, argument {i} has shape {getattr(t, "shape", None)}')
-        if t.shape != logits[0].shape: raise ValueError(f'logits: shapes differ, {tuple(t.shape)} vs {tuple(logits[0].shape)}')
+def _check_logits(**logits):
+    "Logits (N, K): tensors, finite, all of one shape; an error names its argument."
+    first = None
+    for name, t in logits.items():
+        check_logits(name, t); check_finite(name, t)
+        if first is None: first = (name, t)
+        elif t.shape != first[1].shape: raise ValueError(f'{name}: expected the shape of {first[0]} {tuple(first[1].shape)}, got {tuple(t.shape)}')
 
 def _check_labels(y, logits):
-    if not torch.is_tensor(y) or y.ndim != 1 or y.dtype not in (torch.int64, torch.int32) or len(y) != len(logits):
-        raise ValueError(f'y: expected {len(logits)} integer class labels, got {getattr(y, "shape", y)}')
+    "N integer labels in [0, K) for (N, K) logits, as int64."
+    return check_labels('y', y, len(logits), logits.shape[1])
 
 def kl_div(p_logits:torch.Tensor, q_logits:torch.Tensor) -> torch.Tensor:
     "Per-sample KL(softmax(p) ‖ softmax(q)) = Σ_c p_c (log p_c − log q_c), computed from log-softmaxes."
-    _check_logits(p_logits, q_logits)
+    _check_logits(p_logits=p_logits, q_logits=q_logits)
     lp, lq = F.log_softmax(p_logits, 1), F.log_softmax(q_logits, 1)
     return (lp.exp()*(lp - lq)).sum(1)
 
 def logit_mse(a:torch.Tensor, b:torch.Tensor) -> torch.Tensor:
     "Mean squared difference of two logit tensors, averaged over classes and batch (ADT Eq. 2, ALP's pairing term)."
-    _check_logits(a, b)
+    _check_logits(a=a, b=b)
     return (a - b).pow(2).mean()
 
 def soft_cross_entropy(logits:torch.Tensor, target_probs:torch.Tensor) -> torch.Tensor:
     "Batch mean of −Σ_c t_c log softmax(logits)_c for soft targets t (ADT Eq. 8's CE between distributions)."
+    _check_logits(logits=logits, target_probs=target_probs)
     return -(target_probs*F.log_softmax(logits, 1)).sum(1).mean()
 
 # %% ../nbs/04_losses.ipynb #492baa7d
 def trades_loss(logits_nat:torch.Tensor, logits_adv:torch.Tensor, y:torch.Tensor, beta:float=6.0) -> dict:
     "TRADES: `ce` = CE(f(x), y) batch mean, `kl` = batch mean of KL(p_nat ‖ p_adv), `loss` = ce + β·kl."
-    _check_logits(logits_nat, logits_adv); _check_labels(y, logits_nat); _check_number('beta', beta)
+    _check_logits(logits_nat=logits_nat, logits_adv=logits_adv); y = _check_labels(y, logits_nat); check_nonnegative('beta', beta)
     ce, kl = F.cross_entropy(logits_nat, y), kl_div(logits_nat, logits_adv).mean()
     return {'loss': ce + beta*kl, 'ce': ce, 'kl': kl}
 
 # %% ../nbs/04_losses.ipynb #3e4373ad
 def alp_loss(logits_nat:torch.Tensor, logits_adv:torch.Tensor, y:torch.Tensor, alpha:float=1.0) -> dict:
     "ALP: `ce` = CE(f(x'), y), `pair` = MSE(f(x'), f(x)) over classes and batch, `loss` = ce + α·pair."
-    _check_logits(logits_nat, logits_adv); _check_labels(y, logits_nat); _check_number('alpha', alpha)
+    _check_logits(logits_nat=logits_nat, logits_adv=logits_adv); y = _check_labels(y, logits_nat); check_nonnegative('alpha', alpha)
     ce, pair = F.cross_entropy(logits_adv, y), logit_mse(logits_adv, logits_nat)
     return {'loss': ce + alpha*pair, 'ce': ce, 'pair': pair}
 
@@ -63,12 +68,12 @@ def _mart_kl(p_nat, p_adv, y):
 
 def mart_kl(logits_nat:torch.Tensor, logits_adv:torch.Tensor, y:torch.Tensor) -> torch.Tensor:
     "MART's robust term alone (the `kl` of `mart_loss`): KL(p ‖ p') per sample weighted by 1 − p[y], batch mean."
-    _check_logits(logits_nat, logits_adv); _check_labels(y, logits_nat)
+    _check_logits(logits_nat=logits_nat, logits_adv=logits_adv); y = _check_labels(y, logits_nat)
     return _mart_kl(F.softmax(logits_nat, 1), F.softmax(logits_adv, 1), y)
 
 def mart_loss(logits_nat:torch.Tensor, logits_adv:torch.Tensor, y:torch.Tensor, beta:float=6.0) -> dict:
     "MART: `ce` + `bce` (boosted CE on x') + β·`kl` (KL(p ‖ p') weighted by 1 − p[y]), as in the official code."
-    _check_logits(logits_nat, logits_adv); _check_labels(y, logits_nat); _check_number('beta', beta)
+    _check_logits(logits_nat=logits_nat, logits_adv=logits_adv); y = _check_labels(y, logits_nat); check_nonnegative('beta', beta)
     p_adv, p_nat = F.softmax(logits_adv, 1), F.softmax(logits_nat, 1)
     top2 = p_adv.argsort(1)[:, -2:]
     wrong = torch.where(top2[:, -1] == y, top2[:, -2], top2[:, -1])          # most likely class other than y
@@ -84,12 +89,12 @@ def adversarial_distillation_loss(student_adv:torch.Tensor, teacher_nat:torch.Te
                                   student_nat:torch.Tensor=None, pairing:str=None, alpha:float=1.0,
                                   teacher_beta:float=0.0, T:float=4.0, beta:float=0.1) -> dict:
     "ADT/AODT objective (Eq. 2-9): distillation `kind`, optional `pairing` ('alp' Eq. 4 or 'trades' Eq. 5), AODT teacher CE."
-    _check_logits(student_adv, teacher_nat); _check_labels(y, student_adv)
+    _check_logits(student_adv=student_adv, teacher_nat=teacher_nat); y = _check_labels(y, student_adv)
     if kind not in DISTILLATION_KINDS: raise ValueError(f"kind: expected one of {', '.join(DISTILLATION_KINDS)}, got {kind!r}")
     if pairing not in (None, 'alp', 'trades'): raise ValueError(f"pairing: expected None, 'alp' or 'trades', got {pairing!r}")
     if pairing is not None and student_nat is None: raise ValueError(f"student_nat: pairing={pairing!r} needs the robust model's clean logits")
-    for name, v in (('alpha', alpha), ('teacher_beta', teacher_beta), ('beta', beta)): _check_number(name, v)
-    _check_positive('T', T)
+    for name, v in (('alpha', alpha), ('teacher_beta', teacher_beta), ('beta', beta)): check_nonnegative(name, v)
+    check_positive('T', T)
     terms = {}
     if kind in ('mse', 'l1', 'l2'):
         terms['distill'] = logit_mse(student_adv, teacher_nat)
@@ -105,34 +110,40 @@ def adversarial_distillation_loss(student_adv:torch.Tensor, teacher_nat:torch.Te
     return {'loss': sum(terms.values()), **terms}
 
 # %% ../nbs/04_losses.ipynb #4e032651
-def _check_same(a, b, names):
-    if not (torch.is_tensor(a) and torch.is_tensor(b)) or a.shape != b.shape or a.ndim < 1:
-        raise ValueError(f'{names}: expected two tensors of the same shape, got {getattr(a, "shape", a)} and {getattr(b, "shape", b)}')
+def _check_same(**tensors):
+    "Tensors (N, ...) of one shape, finite (gradients, attention maps, features); an error names its argument."
+    first = None
+    for name, t in tensors.items():
+        check_images(name, t, unit=False, min_ndim=1)
+        if first is None: first = (name, t)
+        elif t.shape != first[1].shape: raise ValueError(f'{name}: expected the shape of {first[0]} {tuple(first[1].shape)}, got {tuple(t.shape)}')
 
 def gradient_adversarial_loss(d_teacher:torch.Tensor, d_student:torch.Tensor, non_saturating:bool=False) -> torch.Tensor:
     "L_adv = E log D(J_t) + E log(1 − D(J_s)) from discriminator logits (IGAM Eq. 10, Sarkar Eq. 11/17); students minimize it."
-    if not (torch.is_tensor(d_teacher) and torch.is_tensor(d_student)) or d_teacher.ndim != 1 or d_student.ndim != 1:
-        raise ValueError('d_teacher, d_student: expected 1-D tensors of discriminator logits, one per sample')
+    for name, d in (('d_teacher', d_teacher), ('d_student', d_student)):
+        if not torch.is_tensor(d) or d.ndim != 1: raise ValueError(f'{name}: expected a 1-D tensor of discriminator logits, one per sample, got {getattr(d, "shape", type(d).__name__)}')
+        check_finite(name, d)
+    check_bool('non_saturating', non_saturating)
     student = -F.logsigmoid(d_student).mean() if non_saturating else F.logsigmoid(-d_student).mean()
     return F.logsigmoid(d_teacher).mean() + student
 
 def gradient_l2(j_student:torch.Tensor, j_teacher:torch.Tensor) -> torch.Tensor:
     "‖J_s − J_t‖²: per-example sum of squared differences, batch mean (IGAM Eq. 13, Sarkar Eq. 12/18)."
-    _check_same(j_student, j_teacher, 'j_student, j_teacher')
+    _check_same(j_student=j_student, j_teacher=j_teacher)
     return (j_student - j_teacher).pow(2).flatten(1).sum(1).mean()
 
 # %% ../nbs/04_losses.ipynb #0129abe6
 def attention_l1(a_student:torch.Tensor, a_teacher:torch.Tensor) -> torch.Tensor:
     "Mean absolute difference between attention maps (AGKD's attention distillation term)."
-    _check_same(a_student, a_teacher, 'a_student, a_teacher')
+    _check_same(a_student=a_student, a_teacher=a_teacher)
     return (a_student - a_teacher).abs().mean()
 
 def angular_distance(a:torch.Tensor, b:torch.Tensor, eps:float=1e-8) -> torch.Tensor:
     "Per-row 1 − |cos(a, b)| of two (N, D) feature tensors (AGKD-BML's metric)."
-    _check_same(a, b, 'a, b')
+    _check_same(a=a, b=b)
     return 1 - F.cosine_similarity(a.flatten(1), b.flatten(1), dim=1, eps=eps).abs()
 
 def angular_triplet_loss(anchor:torch.Tensor, positive:torch.Tensor, negative:torch.Tensor, margin:float=0.03) -> torch.Tensor:
     "Triplet loss mean(relu(d(a, p) − d(a, n) + margin)) with d = 1 − |cos| (AGKD-BML's BML term, margin 0.03)."
-    _check_number('margin', margin)
+    check_nonnegative('margin', margin); _check_same(anchor=anchor, positive=positive, negative=negative)
     return F.relu(angular_distance(anchor, positive) - angular_distance(anchor, negative) + margin).mean()

@@ -20,7 +20,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from .attacks import _check_int, _check_number, _check_positive, on_model_device, pgd, untracked
+from .checks import check_images, check_int, check_nonnegative, check_positive
+from .attacks import on_model_device, pgd, untracked
 from .curriculum import TopKSchedule
 from .losses import gradient_adversarial_loss, gradient_l2
 from .data import dataset_info
@@ -56,6 +57,8 @@ DISC_INPUTS = ('raw', 'l2', 'zero_mean_l2')
 
 def disc_view(j:torch.Tensor, disc_input:str='zero_mean_l2') -> torch.Tensor:
     "What a discriminator sees of input gradients `j`: as they are ('raw'), or each sample scaled to unit L2 norm, after removing its mean ('zero_mean_l2', IGAM's official code)."
+    check_images('j', j, unit=False, min_ndim=2)
+    if disc_input not in DISC_INPUTS: raise ValueError(f"disc_input: expected one of {', '.join(map(repr, DISC_INPUTS))}, got {disc_input!r:.40}")
     if disc_input == 'raw': return j
     if disc_input == 'zero_mean_l2': j = j - j.mean(dim=tuple(range(1, j.ndim)), keepdim=True)
     return j/j.pow(2).flatten(1).sum(1).clamp_min(1e-12).sqrt().view(-1, *[1]*(j.ndim - 1))   # tf.math.l2_normalize
@@ -79,9 +82,9 @@ class GradientMatchingRecipe(Recipe):
             except ValueError as e: raise ValueError(f'transform: {e}') from None
         if discriminator is not None and not callable(discriminator):
             raise TypeError(f'discriminator: expected None or a callable in_channels -> nn.Module, got {type(discriminator).__name__}')
-        if in_channels is not None: _check_int('in_channels', in_channels)
+        if in_channels is not None: check_int('in_channels', in_channels)
         self.teacher, self.transform = teacher, transform
-        self.disc_every, self.disc_lr = _check_int('disc_every', disc_every), _check_number('disc_lr', disc_lr)
+        self.disc_every, self.disc_lr = check_int('disc_every', disc_every), check_nonnegative('disc_lr', disc_lr)
         self.disc_widths = _check_widths('disc_widths', disc_widths)
         self.in_channels, self.non_saturating, self.disc_input = in_channels, bool(non_saturating), disc_input
         self._make_disc = discriminator or (lambda c: Discriminator(c, self.disc_widths))
@@ -198,8 +201,8 @@ def finetune_logit_layer(teacher:nn.Module, data, epochs:int=10, num_classes:int
                          layer:str='fc', lr:float=0.01, batch_size:int=128, seed:int=0, progress:bool=True) -> nn.Module:
     "IGAM §4.1 (Eq. 5-6): a frozen copy of `teacher` with a NEW logit layer `layer` trained on `data` (the original is untouched)."
     if not isinstance(teacher, nn.Module): raise TypeError(f'teacher: expected a torch.nn.Module, got {type(teacher).__name__}')
-    epochs = _check_int('epochs', epochs)
-    _check_positive('lr', lr)
+    epochs = check_int('epochs', epochs)
+    check_positive('lr', lr)
     if transform is not None and not isinstance(transform, nn.Module):
         raise TypeError(f'transform: expected None or a torch.nn.Module, got {type(transform).__name__}')
     try: old = teacher.get_submodule(layer)
@@ -207,7 +210,7 @@ def finetune_logit_layer(teacher:nn.Module, data, epochs:int=10, num_classes:int
     if not isinstance(old, nn.Linear):
         raise ValueError(f"layer: expected the name of the teacher's logit nn.Linear (e.g. 'fc'), got {layer!r} ({type(old).__name__})")
     loader = as_loader(data, batch_size=batch_size, shuffle=True, seed=seed)
-    k = _check_int('num_classes', num_classes) if num_classes is not None else _num_classes(loader)
+    k = check_int('num_classes', num_classes) if num_classes is not None else _num_classes(loader)
     new = copy.deepcopy(teacher).requires_grad_(False).eval()
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
@@ -271,7 +274,7 @@ class IGAM(GradientMatchingRecipe):
         if self.convention not in IGAM_CONVENTIONS:
             raise ValueError(f"convention: expected one of {', '.join(map(repr, IGAM_CONVENTIONS))}, got {convention!r}")
         if grad_kind not in ('ce', 'prob'): raise ValueError(f"grad_kind: expected 'ce' (Eq. 8) or 'prob' (official code), got {grad_kind!r}")
-        self.lambda_adv, self.lambda_diff = _check_number('lambda_adv', pick('lambda_adv', lambda_adv)), _check_number('lambda_diff', pick('lambda_diff', lambda_diff))
+        self.lambda_adv, self.lambda_diff = check_nonnegative('lambda_adv', pick('lambda_adv', lambda_adv)), check_nonnegative('lambda_diff', pick('lambda_diff', lambda_diff))
         self.grad_kind, self.preset = grad_kind, preset
 
     def loss(self, model, x, y, epoch):
@@ -337,18 +340,18 @@ class SaliencyCurriculum(GradientMatchingRecipe):
         pick = lambda name, v: p[name] if v is None else v
         super().__init__(teacher, transform, disc_every, disc_lr, pick('disc_widths', disc_widths), discriminator,
                          in_channels, non_saturating, disc_input)
-        self.beta = _check_number('beta', pick('beta', beta))
-        self.restricted_eps = _check_number('restricted_eps', pick('restricted_eps', restricted_eps))
-        self.restricted_steps = _check_int('restricted_steps', restricted_steps)
+        self.beta = check_nonnegative('beta', pick('beta', beta))
+        self.restricted_eps = check_nonnegative('restricted_eps', pick('restricted_eps', restricted_eps))
+        self.restricted_steps = check_int('restricted_steps', restricted_steps)
         self._preset_names = sorted(SARKAR_PRESETS)
         if preset is None:
             self._digits_defaults = tuple(n for n, v in (('beta', beta), ('gamma_phase1', gamma_phase1), ('gamma_phase2', gamma_phase2)) if v is None)
-        self.gamma_phase1, self.gamma_phase2 = _check_number('gamma_phase1', pick('gamma_phase1', gamma_phase1)), _check_number('gamma_phase2', pick('gamma_phase2', gamma_phase2))
+        self.gamma_phase1, self.gamma_phase2 = check_nonnegative('gamma_phase1', pick('gamma_phase1', gamma_phase1)), check_nonnegative('gamma_phase2', pick('gamma_phase2', gamma_phase2))
         self.schedule = _check_schedule(schedule if schedule is not None else TopKSchedule(100, 50, 10, p['epochs_per_k']))
         self.phase1_epochs = p['phase1_epochs'] if phase1_epochs is _UNSET else phase1_epochs
-        if self.phase1_epochs is not None: _check_int('phase1_epochs', self.phase1_epochs, 0)   # 0 is allowed (Table 8)
+        if self.phase1_epochs is not None: check_int('phase1_epochs', self.phase1_epochs, 0)   # 0 is allowed (Table 8)
         self.keep_alignment_in_phase2 = bool(keep_alignment_in_phase2)
-        try: (a1, b1), (a2, b2) = lr_decay; ok = all(_check_positive('lr_decay', v) for v in (a1, b1, a2, b2))
+        try: (a1, b1), (a2, b2) = lr_decay; ok = all(check_positive('lr_decay', v) for v in (a1, b1, a2, b2))
         except (TypeError, ValueError): ok = False
         if not ok: raise ValueError(f'lr_decay: expected ((start, end), (start, end)) positive LR factors for the two phases, got {lr_decay!r}')
         self.lr_decay, self.preset = tuple(map(tuple, lr_decay)), preset

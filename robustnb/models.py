@@ -11,14 +11,13 @@ __all__ = ['SMALLCNN_LAYOUTS', 'MODEL_NAMES', 'Normalize', 'Classifier', 'SmallC
 
 Every classifier starts with `Normalize` (inputs in [0,1]) and exposes `features(x)` and `feature_maps(x)`."""
 import math
-import os
-import tempfile
 from pathlib import Path
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from .checks import atomic_save, check_device, check_int, check_nonnegative, check_number, safe_load
 from .data import dataset_info
 
 # %% ../nbs/01_models.ipynb #2b173219
@@ -26,10 +25,12 @@ class Normalize(nn.Module):
     "Per-channel `(x - mean) / std`; the first layer of every classifier, so attacks see [0, 1] pixels."
     def __init__(self, mean=(0.0,), std=(1.0,)):
         super().__init__()
-        mean, std = torch.as_tensor(mean, dtype=torch.float32), torch.as_tensor(std, dtype=torch.float32)
+        # on the CPU whatever the default device (load_model builds shapes on 'meta', where values cannot be checked)
+        mean, std = torch.as_tensor(mean, dtype=torch.float32, device='cpu'), torch.as_tensor(std, dtype=torch.float32, device='cpu')
         if mean.shape != std.shape or mean.ndim != 1:
             raise ValueError(f'mean, std: expected two sequences of the same length, got {tuple(mean.shape)} and {tuple(std.shape)}')
-        if (std <= 0).any(): raise ValueError(f'std: expected positive values, got {std.tolist()}')
+        if not torch.isfinite(mean).all(): raise ValueError(f'mean: expected finite values, got {mean.tolist()}')
+        if not (torch.isfinite(std).all() and (std > 0).all()): raise ValueError(f'std: expected finite positive values, got {std.tolist()}')
         self.register_buffer('mean', mean.view(1, -1, 1, 1))
         self.register_buffer('std', std.view(1, -1, 1, 1))
     def forward(self, x): return (x - self.mean) / self.std
@@ -43,10 +44,11 @@ class Classifier(nn.Module):
     def features(self, x): return torch.flatten(F.adaptive_avg_pool2d(self.feature_maps(x), 1), 1)
     def forward(self, x): return self.fc(self.features(x))
 
-def _check_input(in_channels, input_size, min_size=8):
-    if not isinstance(in_channels, int) or in_channels < 1: raise ValueError(f'in_channels: expected a positive int, got {in_channels!r}')
-    if not isinstance(input_size, int) or input_size < min_size:
-        raise ValueError(f'input_size: expected an int >= {min_size}, got {input_size!r}')
+def _check_input(in_channels, input_size, min_size=8, num_classes=1):
+    "A classifier's constructor arguments, with bounds that keep a typo from allocating a network that cannot fit in memory."
+    check_int('in_channels', in_channels, 1, 64)
+    check_int('input_size', input_size, min_size, 4096)
+    check_int('num_classes', num_classes, 1, 100_000)
 
 # %% ../nbs/01_models.ipynb #575b1da3
 SMALLCNN_LAYOUTS = {'sat': (3, 3, 0), 'cleverhans': (3, 0, 0)}   # padding of the three convolutions at 28×28 and up
@@ -55,7 +57,7 @@ class SmallCNN(Classifier):
     "SAT's MNIST network (conv 8×8/64, 6×6/128, 5×5/128, FC) for any `input_size` >= 8; `layout` picks the padding at >= 28."
     def __init__(self, num_classes:int=10, in_channels:int=1, input_size:int=28, mean=None, std=None, layout:str='sat'):
         super().__init__()
-        _check_input(in_channels, input_size)
+        _check_input(in_channels, input_size, num_classes=num_classes)
         if layout not in SMALLCNN_LAYOUTS:
             raise ValueError(f"layout: expected one of {', '.join(map(repr, SMALLCNN_LAYOUTS))}, got {layout!r}")
         self._record(num_classes=num_classes, in_channels=in_channels, input_size=input_size, mean=mean, std=std, layout=layout)
@@ -79,7 +81,7 @@ class MadryCNN(Classifier):
     "Madry et al.'s MNIST network (MNIST challenge `model.py`): conv 5×5/32, pool, conv 5×5/64, pool, FC 1024, FC; IGAM's MNIST teacher."
     def __init__(self, num_classes:int=10, in_channels:int=1, input_size:int=28, mean=None, std=None):
         super().__init__()
-        _check_input(in_channels, input_size, min_size=4)
+        _check_input(in_channels, input_size, min_size=4, num_classes=num_classes)
         self._record(num_classes=num_classes, in_channels=in_channels, input_size=input_size, mean=mean, std=std)
         self.normalize = Normalize(mean or (0.0,)*in_channels, std or (1.0,)*in_channels)
         self.conv1 = nn.Conv2d(in_channels, 32, 5, padding=2)           # 'SAME' for a 5×5 kernel at stride 1
@@ -100,6 +102,8 @@ class PreActBlock(nn.Module):
     "Pre-activation basic block: BN-ReLU-conv3×3-BN-ReLU-conv3×3, with a 1×1 shortcut when the shape changes."
     def __init__(self, cin, cout, stride=1, dropout=0.0):
         super().__init__()
+        check_int('cin', cin, 1, 65536); check_int('cout', cout, 1, 65536); check_int('stride', stride, 1, 64)
+        check_number('dropout', dropout, 0.0, 1.0)
         self.bn1, self.conv1 = nn.BatchNorm2d(cin), nn.Conv2d(cin, cout, 3, stride, 1, bias=False)
         self.bn2, self.conv2 = nn.BatchNorm2d(cout), nn.Conv2d(cout, cout, 3, 1, 1, bias=False)
         self.dropout = dropout
@@ -124,7 +128,7 @@ class PreActResNet20(Classifier):
     "Pre-activation ResNet-20 (3 stages × 3 blocks, 16/32/64 channels): SAT's PRN-20 for CIFAR."
     def __init__(self, num_classes:int=10, in_channels:int=3, input_size:int=32, mean=None, std=None):
         super().__init__()
-        _check_input(in_channels, input_size)
+        _check_input(in_channels, input_size, num_classes=num_classes)
         self._record(num_classes=num_classes, in_channels=in_channels, input_size=input_size, mean=mean, std=std)
         self.normalize = Normalize(mean or (0.0,)*in_channels, std or (1.0,)*in_channels)
         self.conv1 = nn.Conv2d(in_channels, 16, 3, 1, 1, bias=False)
@@ -148,8 +152,9 @@ class WideResNet(Classifier):
     def __init__(self, depth:int=34, widen_factor:int=10, num_classes:int=10, in_channels:int=3, input_size:int=32,
                  dropout:float=0.0, mean=None, std=None):
         super().__init__()
-        _check_input(in_channels, input_size)
-        if not isinstance(widen_factor, int) or widen_factor < 1: raise ValueError(f'widen_factor: expected a positive int, got {widen_factor!r}')
+        _check_input(in_channels, input_size, num_classes=num_classes)
+        check_int('widen_factor', widen_factor, 1, 64); check_int('depth', depth, 1, 1000)
+        check_number('dropout', dropout, 0.0, 1.0)
         n = _wrn_blocks(depth)
         self._record(depth=depth, widen_factor=widen_factor, num_classes=num_classes, in_channels=in_channels,
                      input_size=input_size, dropout=dropout, mean=mean, std=std)
@@ -173,7 +178,7 @@ class TorchvisionResNet(Classifier):
     def __init__(self, depth:int=18, num_classes:int=10, in_channels:int=3, input_size:int=32, mean=None, std=None):
         super().__init__()
         import torchvision
-        _check_input(in_channels, input_size, min_size=16)
+        _check_input(in_channels, input_size, min_size=16, num_classes=num_classes)
         if depth not in (18, 34): raise ValueError(f'depth: expected 18 or 34, got {depth!r}')
         self._record(depth=depth, num_classes=num_classes, in_channels=in_channels, input_size=input_size, mean=mean, std=std)
         net = getattr(torchvision.models, f'resnet{depth}')(weights=None, num_classes=num_classes)
@@ -201,7 +206,7 @@ class Discriminator(nn.Module):
     def __init__(self, in_channels:int=3, widths=(8, 16, 32, 64), negative_slope:float=0.2):
         super().__init__()
         widths = _check_widths('widths', widths)
-        _check_input(in_channels, 8)
+        _check_input(in_channels, 8); check_nonnegative('negative_slope', negative_slope)
         self.config = dict(in_channels=in_channels, widths=widths, negative_slope=negative_slope)
         layers, c = [], in_channels
         for w in widths: layers += [nn.Conv2d(c, w, 3, 2, 1), nn.LeakyReLU(negative_slope)]; c = w
@@ -217,15 +222,16 @@ MODEL_NAMES = ('smallcnn', 'madry-mnist-cnn', 'preactresnet20', 'wrn-28-10', 'wr
 def create_model(name:str, num_classes:int=None, in_channels:int=None, input_size:int=None, dataset:str=None, **kwargs) -> Classifier:
     "Classifier `name` (see `MODEL_NAMES`); `dataset` supplies defaults for classes, channels, size and normalization."
     key = name.lower().replace('_', '-') if isinstance(name, str) else ''
+    pick = lambda given, default: default if given is None else given       # 0 is a given value (and an error), not "unset"
     if dataset is not None:
         info = dataset_info(dataset)
-        num_classes = num_classes or info.num_classes
-        in_channels, input_size = in_channels or info.shape[0], input_size or info.shape[-1]
+        num_classes = pick(num_classes, info.num_classes)
+        in_channels, input_size = pick(in_channels, info.shape[0]), pick(input_size, info.shape[-1])
         kwargs.setdefault('mean', info.mean); kwargs.setdefault('std', info.std)
-    args = dict(num_classes=num_classes or 10, **kwargs)
-    if key == 'smallcnn': return SmallCNN(in_channels=in_channels or 1, input_size=input_size or 28, **args)
-    if key in ('madry-mnist-cnn', 'madrycnn'): return MadryCNN(in_channels=in_channels or 1, input_size=input_size or 28, **args)
-    args.update(in_channels=in_channels or 3, input_size=input_size or 32)
+    args = dict(num_classes=pick(num_classes, 10), **kwargs)
+    if key == 'smallcnn': return SmallCNN(in_channels=pick(in_channels, 1), input_size=pick(input_size, 28), **args)
+    if key in ('madry-mnist-cnn', 'madrycnn'): return MadryCNN(in_channels=pick(in_channels, 1), input_size=pick(input_size, 28), **args)
+    args.update(in_channels=pick(in_channels, 3), input_size=pick(input_size, 32))
     if key in ('preactresnet20', 'prn20', 'preact-resnet20'): return PreActResNet20(**args)
     if key in ('resnet18', 'resnet34'): return TorchvisionResNet(int(key[6:]), **args)
     parts = key.split('-')
@@ -233,33 +239,48 @@ def create_model(name:str, num_classes:int=None, in_channels:int=None, input_siz
         return WideResNet(int(parts[1]), int(parts[2]), **args)
     raise ValueError(f"name: unknown model {name!r}; expected one of {', '.join(MODEL_NAMES)}")
 
-def _atomic_save(obj, path):
-    "torch.save to a temporary file in the same folder, then rename: a crash never leaves a truncated file at `path`."
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + '.', suffix='.tmp')
-    try:
-        with os.fdopen(fd, 'wb') as f:
-            torch.save(obj, f); f.flush(); os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp): os.unlink(tmp)
-        raise
-
 def save_model(model:nn.Module, path):
-    "Write `model`'s architecture name, constructor arguments and weights to `path` atomically (loadable with weights_only)."
+    "Write `model`'s architecture name, constructor arguments and weights to `path` atomically, with their SHA-256 digest."
     arch = type(model).__name__
     if arch not in _ARCHS or not hasattr(model, 'config'):
         raise TypeError(f'model: expected a robustnb model ({", ".join(_ARCHS)}), got {arch}')
-    _atomic_save({'arch': arch, 'config': dict(model.config), 'state_dict': model.state_dict()}, path)
+    atomic_save({'arch': arch, 'config': dict(model.config), 'state_dict': model.state_dict()}, path)
+
+# bounds on a saved model's constructor arguments, checked before anything is allocated
+_CONFIG_BOUNDS = {'depth': 1000, 'widen_factor': 64, 'num_classes': 100_000, 'in_channels': 64, 'input_size': 4096}
+
+def _check_config(path, arch, config):
+    "A model file's config, bounded: a 1 KB file must not be able to ask for a network that exhausts memory."
+    where = f'path: {str(path)!r} holds a {arch} config with'
+    for k, v in config.items():
+        if k in _CONFIG_BOUNDS and not (isinstance(v, int) and not isinstance(v, bool) and 0 < v <= _CONFIG_BOUNDS[k]):
+            raise ValueError(f'{where} {k}={v!r}; expected an int in [1, {_CONFIG_BOUNDS[k]}]')
+        if k == 'widths' and not (isinstance(v, (list, tuple)) and 0 < len(v) <= 16 and
+                                  all(isinstance(w, int) and not isinstance(w, bool) and 0 < w <= 4096 for w in v)):
+            raise ValueError(f'{where} widths={v!r}; expected 1 to 16 ints in [1, 4096]')
+        if k in ('mean', 'std') and v is not None and not (isinstance(v, (list, tuple)) and 0 < len(v) <= 64 and
+                                                           all(isinstance(u, (int, float)) and math.isfinite(u) for u in v)):
+            raise ValueError(f'{where} {k}={v!r}; expected None or up to 64 finite numbers')
 
 def load_model(path, map_location='cpu') -> nn.Module:
-    "Rebuild a model written by `save_model` (read with `weights_only=True`); returned in eval mode."
-    ckpt = torch.load(path, map_location=map_location, weights_only=True)
-    if not isinstance(ckpt, dict) or ckpt.get('arch') not in _ARCHS:
+    """Rebuild a model written by `save_model` (read with `weights_only=True`, its SHA-256 digest verified); returned in
+    eval mode on `map_location`. The architecture is checked against the stored weights before any real allocation."""
+    ckpt = safe_load(path, 'path')
+    if ckpt.get('arch') not in _ARCHS or not isinstance(ckpt.get('config'), dict) or not isinstance(ckpt.get('state_dict'), dict):
         raise ValueError(f'path: {str(path)!r} is not a robustnb model file (expected keys arch, config, state_dict)')
-    config = dict(ckpt['config'])
-    if ckpt['arch'] == 'SmallCNN': config.setdefault('layout', 'cleverhans')   # files from before layouts existed
-    model = _ARCHS[ckpt['arch']](**config)
+    arch, config = ckpt['arch'], dict(ckpt['config'])
+    if arch == 'SmallCNN': config.setdefault('layout', 'cleverhans')   # files from before layouts existed
+    _check_config(path, arch, config)
+    try:
+        with torch.device('meta'): skeleton = _ARCHS[arch](**config)   # shapes only: nothing is allocated
+    except (TypeError, ValueError) as e:
+        raise ValueError(f'path: {str(path)!r} holds a {arch} config that does not build a model ({e})') from None
+    want = {k: tuple(t.shape) for k, t in skeleton.state_dict().items()}
+    have = {k: tuple(t.shape) for k, t in ckpt['state_dict'].items() if torch.is_tensor(t)}
+    if want != have or len(have) != len(ckpt['state_dict']):
+        bad = sorted(set(want) ^ set(have)) or [k for k in want if want[k] != have.get(k)]
+        raise ValueError(f'path: {str(path)!r}: its weights do not fit its {arch} config ({len(bad)} tensors differ, e.g. {bad[0]!r})')
+    model = _ARCHS[arch](**config)
     model.load_state_dict(ckpt['state_dict'])
-    return model.eval()
+    return model.to(check_device('map_location', map_location)).eval()
+

@@ -16,7 +16,9 @@ import matplotlib.pyplot as plt
 import numpy as np
 import torch
 
-from .attacks import _check_int, _check_positive
+from .checks import check_int, check_positive
+
+
 
 # %% ../nbs/11_plots.ipynb #e9d63435
 def to_hwc(img) -> np.ndarray:
@@ -63,7 +65,7 @@ def _check_nchw(t, name):
 def _check_n(n, total):
     "How many images to draw: all `total` for None, else an int in [1, total]."
     if n is None: return total
-    if _check_int('n', n) > total: raise ValueError(f'n: expected an int in [1, {total}], got {n!r}')
+    if check_int('n', n) > total: raise ValueError(f'n: expected an int in [1, {total}], got {n!r}')
     return n
 
 def _check_maps(maps, name, n_images):
@@ -91,7 +93,7 @@ def show_deltas(x, adversarials:dict, eps:float=None, n:int=None, mode:str='minm
     x = _check_nchw(x, 'x')
     n = _check_n(n, len(x))
     adversarials = _check_maps(adversarials, 'adversarials', n)
-    if eps is not None: _check_positive('eps', eps)
+    if eps is not None: check_positive('eps', eps)
     if labels is not None and len(labels) < n: raise ValueError(f'labels: expected at least {n} labels, got {len(labels)}')
     x = x[:n]
     rows = {}
@@ -168,6 +170,7 @@ def _surface_arrays(surface):
 def plot_landscape(surface, kind:str='contour', ax=None, levels:int=20, title:str=None, label:str=None):
     "Contour (`kind='contour'`) or 3-D (`'3d'`) plot of a 2-D loss `surface` (SAT Fig. 1); a curve for a 1-D one."
     if kind not in ('contour', '3d'): raise ValueError(f"kind: expected 'contour' or '3d', got {kind!r}")
+    check_int('levels', levels, 1, 1000)
     coords, values = _surface_arrays(surface)
     if ax is None:
         fig = plt.figure(figsize=(4.2, 3.6))

@@ -14,7 +14,8 @@ Each returns named loss terms (robustnb.losses); robustnb.train.fit does the res
 import torch
 import torch.nn.functional as F
 
-from .attacks import _check_int, _check_number, _check_positive, frozen_eval, on_model_device, pgd
+from .checks import check_finite, check_int, check_labels, check_logits, check_nonnegative, check_positive
+from .attacks import frozen_eval, on_model_device, pgd
 from .curriculum import LinearSchedule, StepSchedule, check_reaches, hessian_subset, probability_gap
 from .hessian import per_sample_eigen_estimate
 from .losses import (DISTILLATION_KINDS, adversarial_distillation_loss, alp_loss, angular_triplet_loss,
@@ -45,9 +46,9 @@ class AdversarialRecipe(Recipe):
         p = ATTACK_PRESETS.get(preset, {})
         eps = p.get('eps') if eps is None else eps
         if eps is None: raise ValueError(f"eps: {type(self).__name__} needs the perturbation budget, e.g. eps=0.2 or preset='digits'")
-        self.eps = _check_number('eps', eps)
-        self.steps = _check_int('steps', steps if steps is not None else p.get('steps', 10))
-        self.alpha = _check_number('alpha', alpha) if alpha is not None else p.get('alpha', 2.5*self.eps/self.steps)
+        self.eps = check_nonnegative('eps', eps)
+        self.steps = check_int('steps', steps if steps is not None else p.get('steps', 10))
+        self.alpha = check_nonnegative('alpha', alpha) if alpha is not None else p.get('alpha', 2.5*self.eps/self.steps)
         self.preset = preset                            # picks the training settings too (`train_presets`)
     def attack(self, model, x, y, **kwargs):
         "PGD in the recipe's threat model (eval mode, restored by the attack); keyword arguments go to `pgd`."
@@ -69,7 +70,7 @@ class PGDAT(AdversarialRecipe):
 class TRADES(AdversarialRecipe):
     "TRADES (Zhang et al. 2019): CE(f(x), y) + β·KL(f(x) ‖ f(x')), x' maximizing the KL from x + 0.001·N(0,1); β = 6."
     def __init__(self, eps:float=None, alpha:float=None, steps:int=None, beta:float=6.0, preset:str=None):
-        super().__init__(eps, alpha, steps, preset); self.beta = _check_number('beta', beta)
+        super().__init__(eps, alpha, steps, preset); self.beta = check_nonnegative('beta', beta)
     def loss(self, model, x, y, epoch):
         x_adv = trades_attack(model, x, y, self)
         return trades_loss(model(x), model(x_adv), y, self.beta)
@@ -83,7 +84,7 @@ def trades_attack(model, x, y, recipe):
 class ALP(AdversarialRecipe):
     "Adversarial logit pairing (Kannan et al. 2018) as in ADT Eq. 4's baseline: CE(f(x'), y) + α·MSE(f(x'), f(x)); α = 1."
     def __init__(self, eps:float=None, alpha:float=None, steps:int=None, pair_weight:float=1.0, preset:str=None):
-        super().__init__(eps, alpha, steps, preset); self.pair_weight = _check_number('pair_weight', pair_weight)
+        super().__init__(eps, alpha, steps, preset); self.pair_weight = check_nonnegative('pair_weight', pair_weight)
     def loss(self, model, x, y, epoch):
         x_adv = self.attack(model, x, y)
         return alp_loss(model(x), model(x_adv), y, self.pair_weight)
@@ -91,7 +92,7 @@ class ALP(AdversarialRecipe):
 class MART(AdversarialRecipe):
     "MART (Wang et al. 2020): boosted CE on x' + β·KL(p ‖ p')·(1 − p_y), x' by PGD-CE from x + 0.001·N(0,1); β = 6."
     def __init__(self, eps:float=None, alpha:float=None, steps:int=None, beta:float=6.0, preset:str=None):
-        super().__init__(eps, alpha, steps, preset); self.beta = _check_number('beta', beta)
+        super().__init__(eps, alpha, steps, preset); self.beta = check_nonnegative('beta', beta)
     def loss(self, model, x, y, epoch):
         x_adv = self.attack(model, x, y, random_start=0.001)
         return mart_loss(model(x), model(x_adv), y, self.beta)
@@ -105,13 +106,13 @@ class ADT(AdversarialRecipe):
                  pairing:str=None, pair_weight:float=None, T:float=4.0, kd_beta:float=0.1, max_grad_norm:float=1.0,
                  preset:str=None):
         super().__init__(eps, alpha, steps, preset)
-        if max_grad_norm is not None: _check_positive('max_grad_norm', max_grad_norm)
+        if max_grad_norm is not None: check_positive('max_grad_norm', max_grad_norm)
         self.max_grad_norm = max_grad_norm
         if not isinstance(teacher, torch.nn.Module): raise TypeError(f'teacher: expected a torch.nn.Module, got {type(teacher).__name__}')
         if loss not in DISTILLATION_KINDS: raise ValueError(f"loss: expected one of {', '.join(DISTILLATION_KINDS)}, got {loss!r}")
         if pairing not in (None, 'alp', 'trades'): raise ValueError(f"pairing: expected None, 'alp' or 'trades', got {pairing!r}")
-        self.kind, self.pairing, self.T, self.kd_beta = loss, pairing, _check_positive('T', T), _check_number('kd_beta', kd_beta)
-        self.pair_weight = _check_number('pair_weight', _PAIR_DEFAULTS.get(pairing, 0.0) if pair_weight is None else pair_weight)
+        self.kind, self.pairing, self.T, self.kd_beta = loss, pairing, check_positive('T', T), check_nonnegative('kd_beta', kd_beta)
+        self.pair_weight = check_nonnegative('pair_weight', _PAIR_DEFAULTS.get(pairing, 0.0) if pair_weight is None else pair_weight)
         self.modules = {'teacher': teacher}
     def setup(self, model, device):
         super().setup(model, device)
@@ -135,7 +136,7 @@ class AODT(ADT):
                  alpha:float=None, steps:int=None, pairing:str=None, pair_weight:float=None, preset:str=None, **kwargs):
         kwargs.setdefault('max_grad_norm', None)          # the online teacher's logits start small: no clipping needed
         super().__init__(teacher, loss, eps, alpha, steps, pairing, pair_weight, preset=preset, **kwargs)
-        self.teacher_beta, self.teacher_lr = _check_number('beta', beta), _check_number('teacher_lr', teacher_lr)
+        self.teacher_beta, self.teacher_lr = check_nonnegative('beta', beta), check_nonnegative('teacher_lr', teacher_lr)
     def setup(self, model, device):
         teacher = self.modules['teacher'].to(device).train().requires_grad_(True)
         if 'teacher' not in self.optimizers:
@@ -191,10 +192,10 @@ class HSAT(_SATRecipe):
     def __init__(self, lambda_schedule=None, eps:float=None, alpha:float=None, steps:int=None, sub_batch:int=32,
                  alpha_frac:float=0.01, reselect:str='step', preset:str=None):
         super().__init__(lambda_schedule, eps, alpha, steps, preset, 'hsat')
-        _check_int('sub_batch', sub_batch)
+        check_int('sub_batch', sub_batch)
         if reselect not in ('step', 'batch'):
             raise ValueError(f"reselect: expected 'step' (SAT App. B.3) or 'batch' (one selection per batch), got {reselect!r}")
-        self.sub_batch, self.alpha_frac, self.reselect = sub_batch, _check_positive('alpha_frac', alpha_frac), reselect
+        self.sub_batch, self.alpha_frac, self.reselect = sub_batch, check_positive('alpha_frac', alpha_frac), reselect
     def select(self, model, x, y, fraction, params=None):
         "The `fraction` of samples with the smallest Hessian estimate at `x`, w.r.t. `params` (default: those requiring grad)."
         params = [p for p in model.parameters() if p.requires_grad] if params is None else params
@@ -221,10 +222,13 @@ class HSAT(_SATRecipe):
 # %% ../nbs/08_recipes.ipynb #17d001a1
 def most_confusing_class(logits:torch.Tensor, y:torch.Tensor) -> torch.Tensor:
     "The most likely class other than the label, per sample."
+    check_logits('logits', logits); check_finite('logits', logits)
+    y = check_labels('y', y, len(logits), logits.shape[1])
     return logits.scatter(1, y[:, None], float('-inf')).argmax(1)
 
 def partner_indices(y:torch.Tensor, wanted:torch.Tensor, generator=None) -> torch.Tensor:
     "For each sample, the index of a random batch sample whose label is `wanted` (−1 if the batch has none)."
+    y = check_labels('y', y); wanted = check_labels('wanted', wanted, len(y))
     out = torch.full_like(wanted, -1)
     for c in wanted.unique():
         pool = (y == c).nonzero().flatten()
@@ -246,9 +250,9 @@ class AGKDBML(AdversarialRecipe):
         if not isinstance(teacher, torch.nn.Module) or not hasattr(teacher, 'feature_maps'):
             raise TypeError(f'teacher: expected a robustnb classifier with feature_maps, got {type(teacher).__name__}')
         if not 0 <= label_smoothing < 1: raise ValueError(f'label_smoothing: expected a number in [0, 1), got {label_smoothing!r}')
-        self.label_smoothing, self.mart, self.beta = label_smoothing, bool(mart), _check_number('beta', beta)
-        self.attention_weight = _check_number('attention_weight', attention_weight)
-        self.triplet_weight, self.margin = _check_number('triplet_weight', triplet_weight), _check_number('margin', margin)
+        self.label_smoothing, self.mart, self.beta = label_smoothing, bool(mart), check_nonnegative('beta', beta)
+        self.attention_weight = check_nonnegative('attention_weight', attention_weight)
+        self.triplet_weight, self.margin = check_nonnegative('triplet_weight', triplet_weight), check_nonnegative('margin', margin)
         self.init_from_teacher = init_from_teacher
         self.modules = {'teacher': teacher}
     def setup(self, model, device):

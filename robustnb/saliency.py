@@ -19,7 +19,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .attacks import _check_int, ce_loss, cw_margin, evaluating, on_model_device
+from .checks import check_int
+from .attacks import _ce_loss, _cw_margin, evaluating, on_model_device
 from .double_backward import fast_double_backward
 
 # %% ../nbs/03_saliency.ipynb #11129598
@@ -52,10 +53,10 @@ def _tracked(x):
 def _objective(logits, y, kind):
     "Per-sample scalar φₙ whose input gradient `input_grad` returns (see the table above)."
     if kind == 'tci': return logits.gather(1, y[:, None])[:, 0]
-    if kind == 'ce': return ce_loss(logits, y)
+    if kind == 'ce': return _ce_loss(logits, y)
     if kind == 'prob': return logits.softmax(1).gather(1, y[:, None])[:, 0]
     if logits.shape[1] < 2: raise ValueError("kind: 'margin' needs at least two classes")
-    return -cw_margin(logits, y)                          # true-class logit minus the largest other one
+    return -_cw_margin(logits, y)                          # true-class logit minus the largest other one
 
 def _input_grad_of(logits, xg, y, kind, create_graph=False, retain_graph=None):
     "The input gradient of `kind` from `logits = model(xg)` already computed (one forward pass can serve several kinds)."
@@ -87,7 +88,7 @@ def _ratio(num, den, empty):
 @on_model_device()
 def alignment(model, x:torch.Tensor, batch_size:int=256) -> torch.Tensor:
     "Per-sample alignment α(x) = |<x, ∇Ψ^{F(x)}>| / ‖∇Ψ^{F(x)}‖ of Etmann et al. (Sarkar Eq. 4), in eval mode."
-    _check_images(x); _check_int('batch_size', batch_size)
+    _check_images(x); check_int('batch_size', batch_size)
     out = []
     with evaluating(model):
         for xb in x.split(batch_size):
@@ -120,14 +121,14 @@ def _boundary(model, xb):
 @on_model_device()
 def linearized_robustness(model, x:torch.Tensor, batch_size:int=256) -> torch.Tensor:
     "Per-sample ρ̂(x) = min_{j≠i*} (Ψ^{i*} − Ψ^j) / ‖∇Ψ^{i*} − ∇Ψ^j‖ (Sarkar Eq. 6): L2 distance to the linearized boundary."
-    _check_images(x); _check_int('batch_size', batch_size)
+    _check_images(x); check_int('batch_size', batch_size)
     with evaluating(model): return torch.cat([_boundary(model, xb)[0] for xb in x.split(batch_size)])
 
 @on_model_device()
 def binarized_alignment(model, x:torch.Tensor, runner_up:str='eq6', batch_size:int=256) -> torch.Tensor:
     "Per-sample α⁺(x) = |<x, g>| / ‖g‖, g = ∇(Ψ^{i*} − Ψ^{j*}) (Sarkar Eq. 7); j* minimizes Eq. 6 ('eq6') or is the runner-up logit ('top2')."
     if runner_up not in ('eq6', 'top2'): raise ValueError(f"runner_up: expected 'eq6' or 'top2', got {runner_up!r}")
-    _check_images(x); _check_int('batch_size', batch_size)
+    _check_images(x); check_int('batch_size', batch_size)
     out = []
     with evaluating(model):
         for xb in x.split(batch_size):

@@ -4,15 +4,19 @@
 
 # %% auto #0
 __all__ = ['CHECKPOINT_FORMAT', 'FIT_DEFAULTS', 'set_seed', 'default_device', 'as_loader', 'accuracy', 'train_standard',
-           'piecewise_lr', 'linear_lr', 'cosine_lr', 'Recipe', 'load_checkpoint', 'resolve_fit_config', 'fit']
+           'piecewise_lr', 'linear_lr', 'cosine_lr', 'Recipe', 'load_checkpoint', 'run_fingerprint',
+           'resolve_fit_config', 'fit']
 
 # %% ../nbs/07_train.ipynb #2492fb9d
 """The training loop (robustnb.train): seeding, devices, accuracy, learning-rate schedules, the `Recipe` protocol and
 `fit`, which owns the optimizer, schedule, progress, history, keep-best (SAT App. A early stopping) and atomic,
 resumable checkpoints. Methods live in recipes (robustnb.recipes); the trainer knows no paper."""
 import copy
+import functools
+import hashlib
+import inspect
+import json
 import math
-import pickle
 import random
 import time
 from pathlib import Path
@@ -24,39 +28,47 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
-from .attacks import _check_int, _check_positive, evaluating, on_model_device
+from .attacks import _check_model_arg, _checked_logits, evaluating, on_model_device
 from .curriculum import LinearSchedule
-from .models import _atomic_save
+from .checks import (atomic_save, check_bool, check_callable, check_device, check_images, check_int,
+                             check_labels, check_model_input, check_nonnegative, check_number, check_positive, digest,
+                             num_outputs, safe_load)
 
 # %% ../nbs/07_train.ipynb #b0bb4e13
 def set_seed(seed:int=0):
     "Seed Python's, NumPy's and PyTorch's generators (all devices) so that a run can be repeated."
-    _check_int('seed', seed, 0)
+    check_int('seed', seed, 0)
     random.seed(seed); np.random.seed(seed); torch.manual_seed(seed)
 
 def default_device(device='auto') -> torch.device:
-    "`'auto'` picks CUDA when available, else the CPU; anything else is passed to `torch.device`."
-    if device == 'auto': return torch.device('cuda' if torch.cuda.is_available() else 'cpu')
-    return torch.device(device)
+    "`'auto'` picks CUDA when available, else the CPU; else a device this machine has (`'cpu'`, `'cuda:1'`, a `torch.device`)."
+    return check_device('device', device)
 
 # %% ../nbs/07_train.ipynb #bbec087c
 def as_loader(data, batch_size:int=256, shuffle:bool=False, seed:int=0) -> DataLoader:
     "A `DataLoader` over `data` (a DataLoader is returned as is; a Dataset or an `(x, y)` pair of tensors is wrapped)."
     if isinstance(data, DataLoader): return data
+    check_int('batch_size', batch_size, 1, 2**24); check_bool('shuffle', shuffle); check_int('seed', seed, 0)
     if isinstance(data, (tuple, list)) and len(data) == 2 and all(torch.is_tensor(t) for t in data):
+        check_images('data', data[0], min_ndim=2); check_labels('data', data[1], len(data[0]))
         data = torch.utils.data.TensorDataset(*data)
     if not isinstance(data, Dataset):
         raise TypeError(f'data: expected a DataLoader, a Dataset or an (x, y) pair of tensors, got {type(data).__name__}')
-    g = torch.Generator().manual_seed(seed) if shuffle else None
-    return DataLoader(data, batch_size=batch_size, shuffle=shuffle, generator=g)
+    # a generator of its own, shuffled or not: iterating never draws from the global RNG (a DataLoader seeds its workers)
+    return DataLoader(data, batch_size=batch_size, shuffle=shuffle, generator=torch.Generator().manual_seed(seed))
 
 def _correct(model, x, y) -> int:
-    "How many of (x, y) `model` classifies correctly, in eval mode (restored)."
-    with evaluating(model), torch.no_grad(): return (model(x).argmax(1) == y).sum().item()
+    "How many of (x, y) `model` classifies correctly, in eval mode (restored); the batch and the model's output are checked."
+    check_images('x', x, min_ndim=2); check_model_input(model, x)
+    with evaluating(model), torch.no_grad():
+        logits = _checked_logits(model(x), len(x), check_labels('y', y, len(x)))
+        return (logits.argmax(1) == y).sum().item()
 
 def accuracy(model:torch.nn.Module, data, batch_size:int=512, device=None, attack=None) -> float:
     "Fraction of `data` (DataLoader, Dataset or (x, y)) classified correctly in eval mode; on `attack(model, x, y)` if given."
-    device = device or next(model.parameters()).device
+    _check_model_arg('model', model)
+    if attack is not None: check_callable('attack', attack, 'a callable (model, x, y) -> x_adv')
+    device = check_device('device', device) if device is not None else next(model.parameters()).device
     correct = total = 0
     with evaluating(model):
         for x, y in as_loader(data, batch_size):
@@ -71,10 +83,13 @@ def accuracy(model:torch.nn.Module, data, batch_size:int=512, device=None, attac
 def train_standard(model:torch.nn.Module, loader, epochs:int=10, lr:float=0.05, momentum:float=0.9,
                    weight_decay:float=5e-4, device=None, progress:bool=True, perturb=None) -> list:
     "Train `model` with cross-entropy, SGD(momentum, weight decay) and cosine LR decay; returns the mean loss per epoch."
-    _check_int('epochs', epochs)
-    _check_positive('lr', lr)
+    _check_model_arg('model', model); check_int('epochs', epochs, 1, 10**6); check_positive('lr', lr)
+    check_number('momentum', momentum, 0.0, 1.0); check_nonnegative('weight_decay', weight_decay)
+    if perturb is not None: check_callable('perturb', perturb, 'a callable (model, x, y) -> x')
+    if device is not None: device = check_device('device', device)
     loader = as_loader(loader, batch_size=64, shuffle=True)
     device = device or next(model.parameters()).device
+    _check_labelled(loader.dataset, model, device)
     opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=momentum, weight_decay=weight_decay)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=epochs*len(loader))
     history = []
@@ -94,15 +109,21 @@ def train_standard(model:torch.nn.Module, loader, epochs:int=10, lr:float=0.05, 
 # %% ../nbs/07_train.ipynb #f9dfcfa3
 def piecewise_lr(milestones=(75, 90), factor:float=0.1):
     "Multiply the learning rate by `factor` at each epoch in `milestones` (a step at the start of that epoch)."
+    if not (isinstance(milestones, (tuple, list)) and all(isinstance(m, (int, float)) and not isinstance(m, bool) and math.isfinite(m)
+                                                          and m >= 0 for m in milestones)):
+        raise TypeError(f'milestones: expected a sequence of non-negative epochs, got {milestones!r:.60}')
+    check_positive('factor', factor)
     ms = sorted(milestones)
     return lambda epoch: factor**sum(epoch >= m for m in ms)
 
 def linear_lr(epochs:int, end_factor:float=0.01):
     "Decay the learning rate linearly from 1× to `end_factor`× over `epochs` (Sarkar: 0.1 → 0.001 is end_factor=0.01)."
+    check_positive('epochs', epochs); check_nonnegative('end_factor', end_factor)
     return LinearSchedule(1.0, end_factor, 0, epochs)
 
 def cosine_lr(epochs:int):
     "Cosine decay from 1× to 0 over `epochs`."
+    check_positive('epochs', epochs)
     return lambda epoch: 0.5*(1 + math.cos(math.pi*min(max(epoch/epochs, 0.0), 1.0)))
 
 def _milestones(v) -> bool:
@@ -157,7 +178,7 @@ class Recipe:
         return f"{type(self).__name__}({', '.join(f'{k}={v!r}' for k, v in hp.items())})"
 
 # %% ../nbs/07_train.ipynb #22393493
-CHECKPOINT_FORMAT = 'robustnb.fit/1'
+CHECKPOINT_FORMAT = 'robustnb.fit/2'        # /2: with the run's fingerprint; /1 files load but do not resume
 
 def _rng_state(loader):
     np_state = np.random.get_state()
@@ -176,25 +197,147 @@ def _set_rng_state(state, loader):
     if 'loader' in state and getattr(loader, 'generator', None) is not None: loader.generator.set_state(state['loader'])
 
 def load_checkpoint(path) -> dict:
-    "Read a `fit` checkpoint with `weights_only=True`; refuse files holding anything but tensors and plain containers."
-    path = Path(path)
-    if not path.is_file(): raise FileNotFoundError(f'checkpoint: no file at {str(path)!r}')
-    try: ckpt = torch.load(path, map_location='cpu', weights_only=True)
-    except pickle.UnpicklingError as e:
-        raise ValueError(f'checkpoint: {str(path)!r} holds objects other than tensors and plain containers '
-                         f'(e.g. a pickled callable); refusing to load it ({str(e).splitlines()[0]})') from None
-    if not isinstance(ckpt, dict) or ckpt.get('format') != CHECKPOINT_FORMAT:
+    "Read a `fit` checkpoint (`weights_only=True`, SHA-256 verified); a clear error for a missing, damaged, unsafe or foreign file."
+    ckpt = safe_load(path, 'checkpoint')
+    if ckpt.get('format') not in (CHECKPOINT_FORMAT, 'robustnb.fit/1'):
         raise ValueError(f'checkpoint: {str(path)!r} is not a robustnb training checkpoint ({CHECKPOINT_FORMAT})')
     return ckpt
 
+
+# %% ../nbs/07_train.ipynb #4ed1199e
+def _describe(v, depth=0):
+    "A JSON-able description of a setting for the run fingerprint: values as they are, modules and tensors by digest."
+    if v is None or isinstance(v, (bool, int, str)): return v
+    if isinstance(v, float): return v if math.isfinite(v) else repr(v)
+    if isinstance(v, (np.generic,)): return _describe(v.item(), depth)
+    if torch.is_tensor(v): return {'tensor': list(v.shape), 'dtype': str(v.dtype), 'sha256': digest(v)[:16]}
+    if isinstance(v, torch.nn.Module): return _describe_module(v, weights=True)
+    if isinstance(v, (list, tuple)): return [_describe(u, depth + 1) for u in v]
+    if isinstance(v, (set, frozenset)): return sorted((_describe(u, depth + 1) for u in v), key=repr)
+    if isinstance(v, dict): return {str(k): _describe(u, depth + 1) for k, u in v.items()}
+    if isinstance(v, torch.optim.Optimizer): return {'optimizer': type(v).__qualname__, 'defaults': _describe(v.defaults, depth + 1)}
+    if isinstance(v, functools.partial):
+        return {'partial': _describe(v.func, depth + 1), 'args': _describe(v.args, depth + 1), 'keywords': _describe(v.keywords, depth + 1)}
+    if inspect.ismethod(v): return f'{type(v.__self__).__qualname__}.{v.__name__}'
+    if inspect.isfunction(v) or inspect.isbuiltin(v) or inspect.isclass(v): return f'{v.__module__}.{v.__qualname__}'
+    text = repr(v)
+    if ' at 0x' not in text: return text
+    attrs = {k: u for k, u in vars(v).items() if not k.startswith('_')} if hasattr(v, '__dict__') and depth < 4 else {}
+    return {'class': type(v).__qualname__, **({'attrs': _describe(attrs, depth + 1)} if attrs else {})}
+
+def _describe_module(m, weights=False):
+    "A module's architecture (class, constructor config, every parameter and buffer shape) and, with `weights`, its weights' digest."
+    sd = m.state_dict()
+    out = {'class': f'{type(m).__module__}.{type(m).__qualname__}',
+           'shapes': digest([(k, tuple(t.shape), str(t.dtype)) for k, t in sd.items()])[:16],
+           'parameters': sum(p.numel() for p in m.parameters())}
+    if hasattr(m, 'config') and isinstance(m.config, dict): out['config'] = _describe(m.config)
+    if weights: out['weights'] = digest(sd)[:16]
+    return out
+
+_WHOLE = 2**26                                    # bytes of a tensor hashed whole; larger ones are sampled (and summed)
+
+def _tensor_digest(t):
+    "A cheap digest of a dataset tensor: whole up to 64 MB, else 4,096 evenly spaced samples plus the float64 sum of all."
+    t = torch.as_tensor(t)
+    if t.numel()*t.element_size() <= _WHOLE or t.ndim == 0: return {'shape': list(t.shape), 'sha256': digest(t)[:16]}
+    idx = torch.linspace(0, len(t) - 1, 4096).long()
+    return {'shape': list(t.shape), 'sampled_sha256': digest(t[idx])[:16], 'sum': float(t.double().sum())}
+
+def _describe_data(data):
+    "The training data's identity for the fingerprint: its tensors' digests, else its class, size and transform."
+    if isinstance(data, DataLoader):
+        return {'loader': {'batch_size': data.batch_size, 'drop_last': data.drop_last, 'sampler': type(data.sampler).__name__},
+                **_describe_data(data.dataset)}
+    if isinstance(data, (tuple, list)) and len(data) == 2 and all(torch.is_tensor(t) for t in data):
+        return {'tensors': [_tensor_digest(t) for t in data]}
+    if isinstance(data, torch.utils.data.TensorDataset): return {'tensors': [_tensor_digest(t) for t in data.tensors]}
+    if isinstance(data, torch.utils.data.Subset):
+        return {'subset': _tensor_digest(torch.as_tensor(list(data.indices))), 'of': _describe_data(data.dataset)}
+    for a, b in (('images', 'labels'), ('data', 'targets')):        # TensorImageDataset; torchvision's MNIST, CIFAR
+        if hasattr(data, a) and hasattr(data, b):
+            try: return {'class': type(data).__qualname__, 'tensors': [_tensor_digest(torch.as_tensor(np.asarray(getattr(data, n))))
+                                                                      for n in (a, b)],
+                         'transform': _describe(getattr(data, 'transform', None))}
+            except (TypeError, ValueError, RuntimeError): break
+    try: n = len(data)
+    except TypeError: n = None
+    return {'class': type(data).__qualname__, 'len': n, 'transform': _describe(getattr(data, 'transform', None))}
+
+def run_fingerprint(model, recipe, train_data, cfg:dict, seed:int, val_data=None, eval_attack=None, keep_best:bool=True) -> tuple:
+    """(fingerprint, description) of a `fit` run: the model's architecture and size, the recipe with its hyperparameters
+    (a teacher by its weights' digest), the resolved settings (optimizer, schedule, lr, batch size, epochs…), the seed,
+    and a cheap digest of the training and validation data. A checkpoint is resumed only by a run with the same one."""
+    _check_model_arg('model', model)
+    if not isinstance(model, torch.nn.Module): raise TypeError(f'model: expected a torch.nn.Module, got {type(model).__name__}')
+    if not isinstance(recipe, Recipe): raise TypeError(f'recipe: expected a robustnb Recipe, got {type(recipe).__name__}')
+    check_int('seed', seed, 0)
+    hparams = {k: v for k, v in sorted(vars(recipe).items()) if not k.startswith('_') and k not in ('modules', 'optimizers', 'epochs')}
+    desc = {'model': _describe_module(model),
+            'recipe': {'class': f'{type(recipe).__module__}.{type(recipe).__qualname__}', **_describe(hparams),
+                       'modules': {k: _describe_module(m) for k, m in sorted(recipe.modules.items())}},
+            'settings': _describe(cfg), 'seed': seed, 'data': _describe_data(train_data),
+            'validation': None if val_data is None else {'data': _describe_data(val_data), 'attack': _describe(eval_attack),
+                                                         'keep_best': keep_best}}
+    desc = json.loads(json.dumps(desc, sort_keys=True, default=repr))   # one canonical, plain form
+    return hashlib.sha256(json.dumps(desc, sort_keys=True).encode()).hexdigest(), desc
+
+def _flat(d, prefix=''):
+    if isinstance(d, dict) and d:
+        for k, v in d.items(): yield from _flat(v, f'{prefix}.{k}' if prefix else k)
+    else: yield prefix, d
+
+def _short(v):
+    text = json.dumps(v) if not isinstance(v, str) else v
+    return text if len(text) <= 40 else text[:37] + '...'
+
+def _check_same_run(ckdir, ck, fingerprint, desc):
+    "Resume only the run this call describes; otherwise say what differs and how to start afresh."
+    fresh = f'pass resume=False to start a new run there, or use another checkpoint_dir'
+    run = ck.get('run')
+    if run is None:
+        raise ValueError(f'checkpoint_dir: {str(ckdir)!r} holds a checkpoint written without a run fingerprint (robustnb.fit/1), '
+                         f'so it cannot be checked against this run; {fresh}')
+    if run['fingerprint'] == fingerprint: return
+    old, new = dict(_flat(run['config'])), dict(_flat(desc))
+    diff = [k for k in sorted(set(old) | set(new)) if old.get(k) != new.get(k)]
+    shown = '; '.join(f'{k}: {_short(old.get(k))} -> {_short(new.get(k))}' for k in diff[:6])
+    more = f' (and {len(diff) - 6} more)' if len(diff) > 6 else ''
+    raise ValueError(f'checkpoint_dir: {str(ckdir)!r} holds a different run than this call describes — {shown}{more}; {fresh}')
+
+
 # %% ../nbs/07_train.ipynb #0dd063f6
-def _check_labelled(dataset):
-    "The first item must be (image tensor, integer label): checked on the dataset, so no batch (and no RNG draw) is spent."
+def _check_labelled(dataset, model, device) -> int:
+    """The first item must be (image tensor, integer label), and the model must answer it with one row of logits: checked
+    on the dataset, so no batch (and no RNG draw) is spent. Returns the model's number of outputs."""
     try: item = dataset[0]
-    except (TypeError, NotImplementedError): return             # iterable datasets: checked by the loop itself
+    except (TypeError, NotImplementedError): item = None          # iterable datasets: only the model's output is unchecked
+    except IndexError: raise ValueError('train_data: expected at least one sample, got an empty dataset') from None
+    if item is None: return num_outputs(model) or 2**62
     ok = isinstance(item, (tuple, list)) and len(item) >= 2 and torch.is_tensor(item[0]) and \
          (isinstance(item[1], int) or (torch.is_tensor(item[1]) and item[1].ndim == 0 and not item[1].is_floating_point()))
     if not ok: raise ValueError('train_data: expected items of (image, integer label); got items without integer labels')
+    x = check_images('train_data', item[0][None].to(device), min_ndim=2); check_model_input(model, x, 'train_data')
+    with evaluating(model), torch.no_grad(): logits = _checked_logits(model(x), 1)
+    return logits.shape[1]
+
+def _check_finite_terms(terms, where, when):
+    for k, v in terms.items():
+        if torch.is_tensor(v) and v.numel() == 1 and not bool(torch.isfinite(v.detach()).all()):
+            raise FloatingPointError(f"fit: the loss term {k!r} is {v.item()} at {where}; training stopped {when}, so no "
+                                     f"non-finite weight was written (check the data, the learning rate and the recipe's weights)")
+
+def _check_finite_grads(model, where):
+    grads = [p.grad for p in model.parameters() if p.grad is not None]
+    if grads and not bool(torch.isfinite(torch.stack([g.detach().abs().max() for g in grads])).all()):
+        bad = next(n for n, p in model.named_parameters() if p.grad is not None and not bool(torch.isfinite(p.grad).all()))
+        raise FloatingPointError(f'fit: the gradient of {bad!r} is NaN or infinite at {where}; training stopped before this '
+                                 f'step, so no non-finite weight was written')
+
+def _check_finite_weights(model, where):
+    for n, t in model.state_dict().items():
+        if t.is_floating_point() and not bool(torch.isfinite(t).all()):
+            raise FloatingPointError(f'fit: the weight {n!r} is NaN or infinite at {where}; the last checkpoint on disk is the previous, finite one')
 
 FIT_DEFAULTS = {'optimizer': None, 'lr_schedule': None, 'lr': 0.1, 'momentum': 0.9, 'weight_decay': 5e-4,
                 'max_grad_norm': None, 'batch_size': 128, 'epochs': None}
@@ -214,14 +357,13 @@ def resolve_fit_config(recipe:Recipe, **arguments) -> dict:
     if cfg['epochs'] is None:
         preset = f"preset={recipe.preset!r}" if recipe.preset is not None else 'no preset'
         raise ValueError(f'epochs: pass the number of epochs to fit; {type(recipe).__name__} ({preset}) has no training preset that sets it')
-    _check_int('epochs', cfg['epochs'])
-    _check_int('batch_size', cfg['batch_size'])
-    _check_positive('lr', cfg['lr'])
-    if isinstance(cfg['momentum'], bool) or not isinstance(cfg['momentum'], (int, float)) or not 0 <= cfg['momentum'] < 1:
-        raise ValueError(f"momentum: expected a number in [0, 1), got {cfg['momentum']!r}")
-    if isinstance(cfg['weight_decay'], bool) or not isinstance(cfg['weight_decay'], (int, float)) or cfg['weight_decay'] < 0:
-        raise ValueError(f"weight_decay: expected a non-negative number, got {cfg['weight_decay']!r}")
-    if cfg['max_grad_norm'] is not None: _check_positive('max_grad_norm', cfg['max_grad_norm'])
+    check_int('epochs', cfg['epochs'], 1, 10**6)
+    check_int('batch_size', cfg['batch_size'], 1, 2**24)
+    check_positive('lr', cfg['lr'])
+    check_number('momentum', cfg['momentum'], 0.0, 1.0)
+    if cfg['momentum'] >= 1: raise ValueError(f"momentum: expected a finite number in [0, 1), got {cfg['momentum']!r}")
+    check_nonnegative('weight_decay', cfg['weight_decay'])
+    if cfg['max_grad_norm'] is not None: check_positive('max_grad_norm', cfg['max_grad_norm'])
     _schedule(cfg['lr_schedule'], cfg['epochs'])      # a bad schedule fails here, before any work
     return cfg
 
@@ -241,15 +383,18 @@ def fit(model:torch.nn.Module, recipe:Recipe, train_data, epochs:int=None, *, va
     cfg = resolve_fit_config(recipe, epochs=epochs, optimizer=optimizer, lr_schedule=lr_schedule, lr=lr, momentum=momentum,
                              weight_decay=weight_decay, batch_size=batch_size, max_grad_norm=max_grad_norm)
     epochs, max_grad_norm = cfg['epochs'], cfg['max_grad_norm']
-    dev = default_device(device)
+    if not isinstance(model, torch.nn.Module): raise TypeError(f'model: expected a torch.nn.Module, got {type(model).__name__}')
+    check_bool('resume', resume); check_bool('keep_best', keep_best); check_bool('progress', progress)
+    dev = check_device('device', device)
     set_seed(seed)                                   # a resumed run restores the generators from its checkpoint below
     model.to(dev)
     loader = as_loader(train_data, batch_size=cfg['batch_size'], shuffle=True, seed=seed)   # a DataLoader is kept as is
-    _check_labelled(loader.dataset)
+    num_classes = _check_labelled(loader.dataset, model, dev)
     schedule = _schedule(cfg['lr_schedule'], epochs)
     opt = _make_optimizer(cfg['optimizer'], model, cfg['lr'], cfg['weight_decay'], cfg['momentum'])
     for g in opt.param_groups: g.setdefault('initial_lr', g['lr'])
     recipe.epochs = epochs
+    fingerprint, run_desc = run_fingerprint(model, recipe, loader, cfg, seed, val_data, eval_attack, keep_best)
     recipe.setup(model, dev)
     history, best, start = [], {'epoch': None, 'metric': -1.0}, 0
     ckdir = Path(checkpoint_dir) if checkpoint_dir is not None else None
@@ -257,8 +402,7 @@ def fit(model:torch.nn.Module, recipe:Recipe, train_data, epochs:int=None, *, va
         for stale in ckdir.glob('*.pt.*.tmp'): stale.unlink()
     if ckdir is not None and resume and (ckdir/'last.pt').exists():
         ck = load_checkpoint(ckdir/'last.pt')
-        if ck['recipe_name'] != type(recipe).__name__:
-            raise ValueError(f"recipe: the checkpoint in {str(ckdir)!r} was written by {ck['recipe_name']}, not {type(recipe).__name__}")
+        _check_same_run(ckdir, ck, fingerprint, run_desc)   # a changed setting never resumes a stale run
         model.load_state_dict(ck['model']); opt.load_state_dict(ck['optimizer']); recipe.load_state_dict(ck['recipe'])
         _set_rng_state(ck['rng'], loader)
         history, best, start = ck['history'], ck['best'], ck['epoch']
@@ -272,14 +416,21 @@ def fit(model:torch.nn.Module, recipe:Recipe, train_data, epochs:int=None, *, va
         bar = tqdm(loader, desc=f'epoch {epoch + 1}/{epochs}', disable=not progress, leave=False)
         for i, (x, y) in enumerate(bar):
             x, y, e = x.to(dev), y.to(dev), epoch + i/n
+            where = f'epoch {epoch + 1}, batch {i + 1} of {n}'
+            if x.is_floating_point() and not bool(torch.isfinite(x).all()):
+                raise ValueError(f'train_data: {where} holds NaN or infinite pixels; nothing of this batch was trained on')
+            if len(y) and (int(y.min()) < 0 or int(y.max()) >= num_classes):
+                raise ValueError(f'train_data: {where} holds labels in [{int(y.min())}, {int(y.max())}]; the model has {num_classes} outputs')
             factor = schedule(e)
             for g in opt.param_groups: g['lr'] = g['initial_lr']*factor
             recipe.set_lr_factor(factor)
             model.train()
             terms = recipe.loss(model, x, y, e)
             if 'loss' not in terms: raise ValueError(f"recipe: {type(recipe).__name__}.loss must return a dict with a 'loss' entry")
+            _check_finite_terms(terms, where, 'before this step')
             opt.zero_grad(set_to_none=True)
             terms['loss'].backward()
+            _check_finite_grads(model, where)
             if max_grad_norm is not None: terms['grad_norm'] = torch.nn.utils.clip_grad_norm_(model.parameters(), max_grad_norm)
             opt.step()
             terms = {**terms, **recipe.after_step(model, x, y, e)}
@@ -295,12 +446,15 @@ def fit(model:torch.nn.Module, recipe:Recipe, train_data, epochs:int=None, *, va
                 best = {'epoch': epoch + 1, 'metric': metric}
                 best_state = copy.deepcopy(model.state_dict())
                 if ckdir is not None:
-                    _atomic_save({'format': CHECKPOINT_FORMAT, 'epoch': epoch + 1, 'model': best_state}, ckdir/'best.pt')
+                    atomic_save({'format': CHECKPOINT_FORMAT, 'epoch': epoch + 1, 'model': best_state,
+                                 'run': {'fingerprint': fingerprint}}, ckdir/'best.pt')
         history.append(row)
         if ckdir is not None:
-            _atomic_save({'format': CHECKPOINT_FORMAT, 'epoch': epoch + 1, 'epochs': epochs, 'recipe_name': type(recipe).__name__,
-                          'model': model.state_dict(), 'optimizer': opt.state_dict(), 'recipe': recipe.state_dict(),
-                          'rng': _rng_state(loader), 'history': history, 'best': best}, ckdir/'last.pt')
+            _check_finite_weights(model, f'the end of epoch {epoch + 1}')   # a non-finite weight is never written
+            atomic_save({'format': CHECKPOINT_FORMAT, 'epoch': epoch + 1, 'epochs': epochs, 'recipe_name': type(recipe).__name__,
+                         'run': {'fingerprint': fingerprint, 'config': run_desc},
+                         'model': model.state_dict(), 'optimizer': opt.state_dict(), 'recipe': recipe.state_dict(),
+                         'rng': _rng_state(loader), 'history': history, 'best': best}, ckdir/'last.pt')
         for cb in callbacks: cb(epoch + 1, row, model)
     if keep_best and best_state is not None: model.load_state_dict(best_state)
     df = pd.DataFrame(history)
