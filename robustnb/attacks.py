@@ -26,8 +26,9 @@ import numbers
 import torch
 import torch.nn.functional as F
 
-from .checks import (check_bool, check_finite, check_images, check_int, check_labels, check_logits, check_model_input, check_nonnegative,
-                             check_number, check_positive, num_outputs)
+from .checks import (check_bool, check_finite, check_images, check_int, check_labels, check_logits,
+                             check_model_input, check_nonnegative, check_number, check_positive, is_image_model,
+                             num_outputs)
 
 # %% ../nbs/02_attacks.ipynb #0e76a9f1
 @contextlib.contextmanager
@@ -86,7 +87,7 @@ def _check_model_arg(name, m):
     if isinstance(m, (str, bytes)) or not callable(m):
         raise TypeError(f'{name}: expected a torch.nn.Module (or a callable images -> logits), got {type(m).__name__} {m!r:.40}')
 
-def _check_call(sig, names, args, kwargs, m):
+def _check_call(sig, names, args, kwargs, m, model_name='model'):
     "The call's images `x` (robustnb.checks.check_images, and their dtype against the model's) and labels `y` (integers, one per image, below the model's number of outputs when its structure says so); `y` returned as int64."
     args = list(args)
     def get(n):
@@ -95,9 +96,10 @@ def _check_call(sig, names, args, kwargs, m):
     x = None
     if 'x' in names:
         x, _ = get('x')
-        if x is not inspect.Parameter.empty and x is not None:       # (N, C, H, W) for a convolutional model, else (N, ...)
-            conv = isinstance(m, torch.nn.Module) and any(isinstance(l, torch.nn.modules.conv._ConvNd) for l in m.modules())
-            check_images('x', x, min_ndim=4 if conv else 2); check_model_input(m, x)
+        if x is not inspect.Parameter.empty and x is not None:
+            # an image model (convolutional) takes (N, C, H, W) pixels in [0, 1]; other models (toy MLPs) any finite (N, ...)
+            conv = is_image_model(m)
+            check_images('x', x, unit=conv, min_ndim=4 if conv else 2); check_model_input(m, x, model_name=model_name)
     if 'y' in names:
         y, where = get('y')
         optional = sig.parameters['y'].default is None
@@ -128,7 +130,7 @@ def on_model_device(model:str='model', home:str='x', check:bool=True):
         def run(*args, **kwargs):
             m = args[i_model] if i_model < len(args) else kwargs.get(model, sig.parameters[model].default)
             _check_model_arg(model, m)
-            if validate: args, kwargs = _check_call(sig, names, args, kwargs, m)
+            if validate: args, kwargs = _check_call(sig, names, args, kwargs, m, model)
             device = _device_of(m)
             if device is None: return f(*args, **kwargs)               # parameter-free modules and callables run anywhere
             caller = _first_device(args[i_home] if i_home < len(args) else kwargs.get(home))
@@ -143,7 +145,7 @@ def on_model_device(model:str='model', home:str='x', check:bool=True):
 def _checked_logits(logits, n:int, y=None, name:str='model') -> torch.Tensor:
     "What a model returned for `n` images: one (n, K) tensor of logits (robustnb.checks.check_logits), with every label of `y` below K."
     check_logits(name, logits, n)
-    if torch.is_tensor(y) and y.numel() and int(y.max()) >= logits.shape[1]:
+    if torch.is_tensor(y) and y.numel() and y.device.type != 'meta' and int(y.max()) >= logits.shape[1]:
         raise ValueError(f'y: expected labels in [0, {logits.shape[1]}) (the model has {logits.shape[1]} outputs), got a label {int(y.max())}')
     return logits
 
@@ -158,10 +160,8 @@ def _norms(t):
     return t.flatten(1).norm(dim=1).view(-1, *([1]*(t.ndim - 1)))
 
 def _check_step_args(x, eps, alpha):
-    "A threat model's center (images in [0, 1], already checked when `pgd` builds it: only its type here), radius and step."
-    if not torch.is_tensor(x) or not x.is_floating_point() or x.ndim < 2:
-        check_images('x', x, min_ndim=2)
-    return x, check_nonnegative('eps', eps), check_nonnegative('alpha', alpha)
+    "A threat model's center (a batch of images in [0, 1]), radius and step size."
+    return check_images('x', x, min_ndim=2), check_nonnegative('eps', eps), check_nonnegative('alpha', alpha)
 
 class LinfStep:
     "L∞ ball of radius `eps` around `x` within [0, 1]: uniform random start, steps `α·sign(g)`, projection by one clamp."

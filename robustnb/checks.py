@@ -4,8 +4,9 @@
 
 # %% auto #0
 __all__ = ['check_number', 'check_nonnegative', 'check_positive', 'check_int', 'check_bool', 'check_choice', 'check_callable',
-           'check_finite', 'check_images', 'check_labels', 'check_logits', 'num_outputs', 'check_model_input',
-           'check_same_length', 'check_device', 'digest', 'atomic_save', 'safe_load']
+           'check_finite', 'check_images', 'check_labels', 'check_logits', 'is_image_model', 'num_outputs',
+           'check_model_input', 'check_same_length', 'check_device', 'check_writable', 'digest', 'atomic_save',
+           'safe_load']
 
 # %% ../nbs/00a_checks.ipynb #a54a5792
 """Argument and file validation (robustnb.checks): the one layer every public function of robustnb uses, so that a bad
@@ -75,9 +76,13 @@ def check_callable(name:str, v, what:str='a callable'):
     return v
 
 # %% ../nbs/00a_checks.ipynb #c29f8ec9
+def _has_values(t) -> bool:
+    "A tensor whose values can be read: not empty, and not on the `meta` device (shapes without data)."
+    return torch.is_tensor(t) and t.numel() > 0 and t.device.type != 'meta'
+
 def check_finite(name:str, t:torch.Tensor) -> torch.Tensor:
     "`t` with no NaN or infinity in it (a floating-point tensor; others pass)."
-    if torch.is_tensor(t) and (t.is_floating_point() or t.is_complex()) and t.numel() and not bool(torch.isfinite(t.detach()).all()):
+    if _has_values(t) and (t.is_floating_point() or t.is_complex()) and not bool(torch.isfinite(t.detach()).all()):
         bad = (~torch.isfinite(t.detach())).sum().item()
         raise ValueError(f'{name}: expected finite values, got {bad} NaN or infinite of {t.numel()}')
     return t
@@ -94,7 +99,7 @@ def check_images(name:str, x, *, unit:bool=True, batched:bool=True, min_ndim:int
         raise ValueError(f'{name}: expected a batch of shape {want}, got shape {tuple(x.shape)}{hint}')
     if batched and len(x) == 0: raise ValueError(f'{name}: expected at least one image, got an empty batch {tuple(x.shape)}')
     check_finite(name, x)
-    if unit and x.numel():
+    if unit and _has_values(x):
         lo, hi = torch.aminmax(x.detach())
         if not (lo >= 0 and hi <= 1):
             raise ValueError(f'{name}: expected images in [0, 1], got values in [{lo.item():.4g}, {hi.item():.4g}]'
@@ -109,11 +114,11 @@ def check_labels(name:str, y, n:int=None, num_classes:int=None) -> torch.Tensor:
     if y.is_floating_point() or y.is_complex() or y.dtype == torch.bool: raise TypeError(f'{name}: expected {want}, got {_got(y)}')
     if y.ndim != 1 or (n is not None and len(y) != n):
         raise ValueError(f'{name}: expected {want}' + (f' (one per image of x)' if n is not None else '') + f', got shape {tuple(y.shape)}')
-    if len(y) and num_classes is not None:
+    if _has_values(y) and num_classes is not None:
         lo, hi = y.min().item(), y.max().item()
         if lo < 0 or hi >= num_classes:
             raise ValueError(f'{name}: expected labels in [0, {num_classes}) (the model has {num_classes} outputs), got values in [{lo}, {hi}]')
-    elif len(y) and y.min().item() < 0: raise ValueError(f'{name}: expected labels >= 0, got {y.min().item()}')
+    elif _has_values(y) and y.min().item() < 0: raise ValueError(f'{name}: expected labels >= 0, got {y.min().item()}')
     return y.long()
 
 def check_logits(name:str, out, n:int=None) -> torch.Tensor:
@@ -126,6 +131,10 @@ def check_logits(name:str, out, n:int=None) -> torch.Tensor:
                          f"{f' for {n} images' if n is not None else ''}, got {_got(out)}")
     return out
 
+def is_image_model(model) -> bool:
+    "Whether `model` is convolutional: it then takes (N, C, H, W) pixels in [0, 1]; other models (toy MLPs) any finite (N, ...) input."
+    return isinstance(model, torch.nn.Module) and any(isinstance(m, torch.nn.modules.conv._ConvNd) for m in model.modules())
+
 def num_outputs(model):
     "How many classes `model` outputs when its structure says so (a robustnb classifier's config, an `fc` layer, a final Linear); else None."
     cfg = getattr(model, 'config', None)
@@ -135,12 +144,12 @@ def num_outputs(model):
     if isinstance(model, torch.nn.Sequential) and len(model) and isinstance(model[-1], torch.nn.Linear): return model[-1].out_features
     return None
 
-def check_model_input(model, x, name:str='x'):
+def check_model_input(model, x, name:str='x', model_name:str='model'):
     "`x`'s dtype against `model`'s parameters: a float64 model needs float64 images (and the other way round)."
     p = next((t for t in model.parameters() if t.is_floating_point()), None) if isinstance(model, torch.nn.Module) else None
     if p is not None and torch.is_tensor(x) and x.is_floating_point() and p.dtype != x.dtype and not torch.is_autocast_enabled():
-        raise TypeError(f'{name}: {x.dtype} images for a model with {p.dtype} parameters; convert one of them '
-                        f'(e.g. x.to({p.dtype}) or model.to({x.dtype}))')
+        raise TypeError(f'{name}: {x.dtype} images for {model_name}, whose parameters are {p.dtype}; convert one of them '
+                        f'(e.g. x.to({p.dtype}) or {model_name}.to({x.dtype}))')
     return x
 
 def check_same_length(names:str, *tensors):
@@ -162,6 +171,23 @@ def check_device(name:str, device) -> torch.device:
     elif dev.type == 'mps' and not (hasattr(torch.backends, 'mps') and torch.backends.mps.is_available()):
         raise ValueError(f"{name}: 'mps' asked for, but it is not available here")
     return dev
+
+def check_writable(name:str, path, folder:bool=False) -> Path:
+    """`path` as a Path where a file (or, with `folder`, a folder) can be written: checked before hours of work, not after.
+    Missing parent folders are fine when the nearest existing one is writable (they are created on write)."""
+    if not isinstance(path, (str, os.PathLike)) or not str(path): raise TypeError(f'{name}: expected a path, got {path!r:.40}')
+    path = Path(path).expanduser()
+    if path.exists() and path.is_dir() != folder:
+        raise ValueError(f"{name}: {str(path)!r} is {'a file' if folder else 'a folder'}; expected {'a folder' if folder else 'a file path'}")
+    probe = path if folder and path.exists() else path.parent
+    while not probe.exists() and probe != probe.parent: probe = probe.parent
+    try:                                                  # a real write: permission bits alone do not tell (root, read-only mounts)
+        if not probe.is_dir(): raise NotADirectoryError(str(probe))
+        with tempfile.NamedTemporaryFile(dir=probe, prefix='.robustnb-write-test-'): pass
+    except OSError as e:
+        raise ValueError(f'{name}: cannot write under {str(probe)!r} ({type(e).__name__}: {e.strerror or e})') from None
+    if path.exists() and not folder and not os.access(path, os.W_OK): raise ValueError(f'{name}: {str(path)!r} is not writable')
+    return path
 
 # %% ../nbs/00a_checks.ipynb #d9c97abf
 def _feed(h, obj):

@@ -16,6 +16,7 @@ import pandas as pd
 import torch
 from torch.utils.data import DataLoader
 
+from .checks import check_device, check_int, check_writable
 from .data import load_dataset
 from .evaluate import paper_attacks, robust_accuracy
 from .models import create_model, save_model
@@ -34,8 +35,11 @@ def _deltas_figure(model, attacks, x, y, path, eps, seed):
 
 def quickstart(epochs:int=10, seed:int=0, device='auto', save=None, progress:bool=True, figure=None) -> dict:
     "Train SmallCNN on digits, print its clean, FGSM and PGD-20 test accuracy; `save` writes the model, `figure` the deltas plot."
+    check_int('epochs', epochs, 1, 10_000); check_int('seed', seed, 0)
+    dev = check_device('device', device)
+    if save is not None: check_writable('save', save)       # before training: a bad path must not cost the trained model
+    if figure is not None: check_writable('figure', figure)
     set_seed(seed)
-    dev = default_device(device)
     train, test = load_dataset('digits'), load_dataset('digits', 'test')
     model = create_model('smallcnn', dataset='digits').to(dev)
     loader = DataLoader(train, batch_size=64, shuffle=True, generator=torch.Generator().manual_seed(seed))
@@ -91,6 +95,9 @@ def _reproduce_command(args) -> int:
     import json, sys
     from robustnb import papers
     try:
+        for s in args.seeds: check_int('seeds', s, 0)
+        check_device('device', args.device)
+        if not args.list: check_writable('root', args.root, folder=True)   # before any training
         if args.list:
             if args.json: print(json.dumps(papers.jobs(args.paper, args.item, args.scale, args.seeds), indent=1))
             else:
@@ -105,23 +112,33 @@ def _reproduce_command(args) -> int:
             table = papers.compare([res])
         else:
             table = papers.reproduce(args.paper, args.item, args.scale, args.seeds, args.device, args.root, args.data_root, args.force)
-    except (ValueError, FileNotFoundError, RuntimeError) as e:
-        print(f'robustnb reproduce: error: {str(e).splitlines()[0]}', file=sys.stderr)
-        return 2
+    except (ValueError, TypeError, FileNotFoundError, RuntimeError) as e: return _one_line('reproduce', e)
     if args.json: print(table.to_json(orient='records', indent=1))
     else:
         with pd.option_context('display.width', 200, 'display.max_rows', None, 'display.float_format', '{:.2f}'.format):
             print(table.drop(columns=['paper_value']).to_string(index=False))
     return 0
 
+_OPTION = {'epochs': '--epochs', 'seed': '--seed', 'device': '--device', 'save': '--save', 'figure': '--figure',
+           'root': '--root', 'seeds': '--seeds', 'scale': '--scale', 'job_id': '--job', 'item': '--item', 'paper': 'PAPER'}
+
+def _one_line(command, e) -> int:
+    "A bad value: one line on stderr naming the option, exit status 2 (no traceback)."
+    import sys
+    text = str(e).splitlines()[0] if str(e) else type(e).__name__
+    arg = text.split(':', 1)[0]
+    if arg in _OPTION: text = _OPTION[arg] + text[len(arg):]
+    print(f'robustnb {command}: error: {text}', file=sys.stderr)
+    return 2
+
 def main(argv=None) -> int:
-    "Entry point of the `robustnb` command."
+    "Entry point of the `robustnb` command; every bad value is one line on stderr and exit status 2."
     p = _parser()
     args = p.parse_args(argv)
     if args.command is None: p.print_help(); return 2
     if args.command == 'quickstart':
-        if args.epochs < 1: p.error('--epochs: expected a positive int')
-        quickstart(epochs=args.epochs, seed=args.seed, device=args.device, save=args.save, figure=args.figure)
+        try: quickstart(epochs=args.epochs, seed=args.seed, device=args.device, save=args.save, figure=args.figure)
+        except (ValueError, TypeError, FileNotFoundError) as e: return _one_line('quickstart', e)
     if args.command == 'reproduce':
         if args.scale not in ('quick', 'full', 'smoke'): p.error(f'--scale: expected quick, smoke or full, got {args.scale!r}')
         return _reproduce_command(args)

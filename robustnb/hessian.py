@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from torch.func import functional_call, grad as func_grad, jvp, vmap
 from tqdm.auto import tqdm
 
-from .checks import check_int, check_positive
+from .checks import check_int, check_logits, check_positive
 from .attacks import on_model_device
 from .double_backward import fast_double_backward
 
@@ -46,7 +46,15 @@ def _restored_buffers(model):
         with torch.no_grad():
             for b, s in saved: b.copy_(s)
 
-def _loss_fn(loss_fn): return F.cross_entropy if loss_fn is None else loss_fn
+def _loss_fn(loss_fn):
+    "The loss of (logits, y): None or 'ce' is the mean cross-entropy; the model's output is checked to be one (N, K) tensor."
+    if loss_fn is None or (isinstance(loss_fn, str) and loss_fn == 'ce'): fn = F.cross_entropy
+    elif callable(loss_fn) and not isinstance(loss_fn, str): fn = loss_fn
+    else: raise TypeError(f"loss_fn: expected None, 'ce' or a callable (logits, y) -> scalar loss, got {loss_fn!r:.40}")
+    def checked(logits, y):
+        if not torch.is_tensor(logits) or logits.ndim != 2: check_logits('model', logits)   # shapes only: no sync
+        return fn(logits, y)
+    return checked
 
 # %% ../nbs/06_hessian.ipynb #694a2576
 HVP_METHODS = ('double_backprop', 'forward_over_reverse')

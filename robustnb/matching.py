@@ -26,13 +26,15 @@ from .curriculum import TopKSchedule
 from .losses import gradient_adversarial_loss, gradient_l2
 from .data import dataset_info
 from .models import Discriminator, _check_widths
-from .saliency import CenterCrop, _crop_window, _logits_and_input_grads, crop_gradients, input_grad, topk_mask
+from .saliency import INPUT_GRAD_KINDS, CenterCrop, _crop_window, _logits_and_input_grads, crop_gradients, input_grad, topk_mask
 from .train import Recipe, as_loader
 
 # %% ../nbs/08b_matching.ipynb #2cbe5e22
 @on_model_device()
 def student_input_grads(model, x:torch.Tensor, y:torch.Tensor, kinds=('ce',)):
     "One forward pass of `model` (in its current mode) → (logits, [input gradient of each of `kinds`]), all differentiable w.r.t. the parameters."
+    if isinstance(kinds, str) or not isinstance(kinds, (tuple, list)) or not all(k in INPUT_GRAD_KINDS for k in kinds):
+        raise ValueError(f'kinds: expected a tuple of input-gradient kinds from {", ".join(map(repr, INPUT_GRAD_KINDS))}, got {kinds!r:.60}')
     return _logits_and_input_grads(model, x.detach().requires_grad_(), y, kinds, create_graph=True)
 
 # %% ../nbs/08b_matching.ipynb #f61cc789
@@ -84,7 +86,7 @@ class GradientMatchingRecipe(Recipe):
             raise TypeError(f'discriminator: expected None or a callable in_channels -> nn.Module, got {type(discriminator).__name__}')
         if in_channels is not None: check_int('in_channels', in_channels)
         self.teacher, self.transform = teacher, transform
-        self.disc_every, self.disc_lr = check_int('disc_every', disc_every), check_nonnegative('disc_lr', disc_lr)
+        self.disc_every, self.disc_lr = check_int('disc_every', disc_every), check_positive('disc_lr', disc_lr)
         self.disc_widths = _check_widths('disc_widths', disc_widths)
         self.in_channels, self.non_saturating, self.disc_input = in_channels, bool(non_saturating), disc_input
         self._make_disc = discriminator or (lambda c: Discriminator(c, self.disc_widths))
@@ -311,9 +313,9 @@ def _check_schedule(schedule):
         raise ValueError(f'schedule: expected a TopKSchedule or a callable epoch -> k with an `epochs` attribute; for one fixed '
                          f'k use TopKSchedule(start=k, stop=k, epochs_per_k=...), got {schedule!r}')
     n = getattr(schedule, 'epochs', None)
-    if isinstance(n, bool) or not isinstance(n, (int, float)) or not n > 0:
-        raise ValueError(f'schedule: expected an `epochs` attribute (the curriculum\'s length), got {n!r}')
-    for e in [i/2 for i in range(int(2*math.ceil(n)) + 1)]: _check_k(schedule(e), e)
+    if isinstance(n, bool) or not isinstance(n, (int, float)) or not 0 < n <= 10**5:
+        raise ValueError(f'schedule: expected an `epochs` attribute (the curriculum\'s length) in (0, 100000], got {n!r}')
+    for i in range(int(2*math.ceil(n)) + 1): _check_k(schedule(i/2), i/2)   # every half epoch, lazily
     return schedule
 
 def _check_k(k, epoch):

@@ -29,6 +29,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from .checks import check_bool
 from .attacks import autoattack, bim, cw_pgd, fgsm, mim, pgd, pgd_l2, transfer_attack
 from .curriculum import LinearSchedule, StepSchedule, TopKSchedule
 from .data import TensorImageDataset, dataset_info, get_loaders, load_dataset
@@ -644,6 +645,7 @@ def _link(src, dst):
 
 def _check_device(scale, device, force):
     "The device a job runs on; a full-scale run off a GPU is refused unless `force`: it would take days."
+    check_bool('force', force)
     dev = default_device(device)
     if scale == 'full' and dev.type != 'cuda' and not force:
         raise RuntimeError(f'device: a full-scale run on {dev.type} would take days; use a GPU, or pass force=True (--force)')
@@ -652,6 +654,7 @@ def _check_device(scale, device, force):
 def run(paper:str, item:str, row:str, scale:str='quick', seed:int=0, root='runs', data_root=None, device='auto',
         force:bool=False, progress:bool=True) -> dict:
     "Train (or reuse) and evaluate one row of a registry entry at `scale`; returns {'config', 'results', 'folder', 'status', ...}."
+    _check_device(scale, device, force)                 # a bad device or force is an error even for a row that is not run
     cfg = resolve(paper, item, row, scale, seed)
     if cfg['status'] != 'ok': return {'config': cfg, 'results': {}, 'folder': None, 'status': cfg['status']}
     folder, fp = job_folder(root, cfg), fingerprint(cfg)
@@ -712,8 +715,9 @@ def jobs(paper:str='all', item:str=None, scale:str='quick', seeds=(0,)) -> list:
 
 def parse_job(job_id:str) -> tuple:
     "(paper, item, row, seed) of a job id `paper/item/row/seed` as `jobs` lists them."
-    parts = str(job_id).split('/')
-    if len(parts) != 4 or not parts[3].isdigit(): raise ValueError(f"job: expected an id 'paper/item/row/seed' from --list, got {job_id!r}")
+    if not isinstance(job_id, str): raise TypeError(f"job_id: expected a string 'paper/item/row/seed' from --list, got {job_id!r:.40}")
+    parts = job_id.split('/')
+    if len(parts) != 4 or not parts[3].isdigit(): raise ValueError(f"job_id: expected an id 'paper/item/row/seed' from --list, got {job_id!r}")
     p, item, row, seed = parts
     e = find_entry(_check_paper(p), item)
     return p, e['item'], _row(e, row)['name'], int(seed)

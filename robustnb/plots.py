@@ -14,15 +14,17 @@ from pathlib import Path
 import matplotlib
 import matplotlib.pyplot as plt
 import numpy as np
+import pandas as pd
 import torch
 
-from .checks import check_int, check_positive
+from .checks import check_bool, check_images, check_int, check_labels, check_positive
 
 
 
 # %% ../nbs/11_plots.ipynb #e9d63435
 def to_hwc(img) -> np.ndarray:
     "A CHW (or HW) tensor/array as an HW (one channel) or HWC (three channels) NumPy array for `imshow`."
+    if not (torch.is_tensor(img) or isinstance(img, np.ndarray)): raise TypeError(f'img: expected a tensor or a NumPy array, got {type(img).__name__}')
     a = img.detach().cpu().float().numpy() if torch.is_tensor(img) else np.asarray(img, dtype=np.float32)
     if a.ndim == 2: return a
     if a.ndim != 3: raise ValueError(f'img: expected a CHW or HW image, got shape {a.shape}')
@@ -51,6 +53,9 @@ def display_normalize(m, mode:str='minmax', eps:float=1e-12):
 
 def save_figure(fig, name:str, folder='../figures', dpi:int=120) -> Path:
     "Save `fig` as `folder/name` (PNG unless `name` has a suffix) and return the path."
+    if not hasattr(fig, 'savefig'): raise TypeError(f'fig: expected a matplotlib Figure, got {type(fig).__name__}')
+    if not isinstance(name, str) or not name: raise TypeError(f'name: expected a file name, got {name!r:.40}')
+    check_int('dpi', dpi, 1, 2400)
     path = Path(folder)/name
     if not path.suffix: path = path.with_suffix('.png')
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -58,9 +63,9 @@ def save_figure(fig, name:str, folder='../figures', dpi:int=120) -> Path:
     return path
 
 # %% ../nbs/11_plots.ipynb #dbc9aba4
-def _check_nchw(t, name):
-    if not torch.is_tensor(t) or t.ndim != 4: raise ValueError(f'{name}: expected an NCHW tensor, got {getattr(t, "shape", type(t).__name__)}')
-    return t.detach().cpu().float()
+def _check_nchw(t, name, unit=False):
+    "An NCHW float tensor of finite values (images in [0, 1] with `unit`), on the CPU for drawing."
+    return check_images(name, t, unit=unit).detach().cpu().float()
 
 def _check_n(n, total):
     "How many images to draw: all `total` for None, else an int in [1, total]."
@@ -90,7 +95,7 @@ def _show_image(ax, img):
 # %% ../nbs/11_plots.ipynb #c280af12
 def show_deltas(x, adversarials:dict, eps:float=None, n:int=None, mode:str='minmax', labels=None, size:float=1.2):
     "Sarkar Figs. 6/9: one row per attack of (image, adversarial image, delta) triplets; deltas shown in [0, 1]."
-    x = _check_nchw(x, 'x')
+    x = _check_nchw(x, 'x', unit=True)
     n = _check_n(n, len(x))
     adversarials = _check_maps(adversarials, 'adversarials', n)
     if eps is not None: check_positive('eps', eps)
@@ -118,7 +123,7 @@ def show_deltas(x, adversarials:dict, eps:float=None, n:int=None, mode:str='minm
 # %% ../nbs/11_plots.ipynb #40fb0b8f
 def show_saliency(images, saliencies:dict, labels=None, mode:str='minmax', n:int=None, size:float=1.3):
     "Grid of rows (image, saliency of each model) as in IGAM Figs. 4/6 and Sarkar Fig. 4; every map display-normalized on its own."
-    images = _check_nchw(images, 'images')
+    images = _check_nchw(images, 'images', unit=True)
     n = _check_n(n, len(images))
     images, maps = images[:n], _check_maps(saliencies, 'saliencies', n)
     if labels is not None and len(labels) < n: raise ValueError(f'labels: expected at least {n} labels, got {len(labels)}')
@@ -138,7 +143,7 @@ def show_saliency(images, saliencies:dict, labels=None, mode:str='minmax', n:int
 def show_attention(images, maps:dict, alpha:float=0.5, cmap:str='jet', n:int=None, size:float=1.3):
     "Grid of rows (image, each attention map overlaid on the image); maps are N×1×h×w, min-max normalized per sample."
     import torch.nn.functional as F
-    images = _check_nchw(images, 'images')
+    images = _check_nchw(images, 'images', unit=True)
     n = _check_n(n, len(images))
     if not 0 <= alpha <= 1: raise ValueError(f'alpha: expected a float in [0, 1], got {alpha!r}')
     images, maps = images[:n], _check_maps(maps, 'maps', n)
@@ -170,7 +175,9 @@ def _surface_arrays(surface):
 def plot_landscape(surface, kind:str='contour', ax=None, levels:int=20, title:str=None, label:str=None):
     "Contour (`kind='contour'`) or 3-D (`'3d'`) plot of a 2-D loss `surface` (SAT Fig. 1); a curve for a 1-D one."
     if kind not in ('contour', '3d'): raise ValueError(f"kind: expected 'contour' or '3d', got {kind!r}")
-    check_int('levels', levels, 1, 1000)
+    if isinstance(levels, (list, tuple, np.ndarray)):             # explicit contour levels, as matplotlib takes them
+        if not (len(levels) and np.all(np.isfinite(np.asarray(levels, dtype=float)))): raise ValueError(f'levels: expected finite contour levels, got {levels!r:.60}')
+    else: check_int('levels', levels, 1, 1000)
     coords, values = _surface_arrays(surface)
     if ax is None:
         fig = plt.figure(figsize=(4.2, 3.6))
@@ -225,7 +232,8 @@ def plot_decision_slice(sl, class_names=None, ax=None, show_loss:bool=False, tit
 # %% ../nbs/11_plots.ipynb #7e7cf47d
 def plot_tsne(emb, y, emb_adv=None, y_adv=None, adv_classes=None, class_names=None, ax=None, title:str=None, size:float=9):
     "AGKD-BML supp. Fig. 1-4: clean points as class-coloured triangles, adversarial points of `adv_classes` (true label) as red circles."
-    emb, y = _array(emb, float), _array(y)
+    emb = _array(emb, float)
+    y = check_labels('y', torch.as_tensor(_array(y)) if not isinstance(y, (str, bytes)) else y).numpy()
     if emb.ndim != 2 or emb.shape[1] != 2 or len(y) != len(emb):
         raise ValueError(f'emb: expected an (N, 2) embedding with N labels in y, got {emb.shape} and {len(y)} labels')
     if ax is None: fig, ax = plt.subplots(figsize=(4.4, 4))
@@ -253,6 +261,7 @@ def plot_tsne(emb, y, emb_adv=None, y_adv=None, adv_classes=None, class_names=No
 def plot_eigen_scatter(exact, approx, label:str=None, ax=None, log:bool=True, title:str=None):
     "SAT Fig. 7: exact vs. approximate per-sample top Hessian eigenvalue, Spearman rank correlation in the legend."
     from scipy.stats import spearmanr
+    check_bool('log', log)
     exact, approx = (_array(t, float).ravel() for t in (exact, approx))
     if len(exact) != len(approx) or len(exact) < 2:
         raise ValueError(f'approx: expected as many values as exact (at least 2), got {len(approx)} and {len(exact)}')
@@ -276,6 +285,7 @@ def plot_eigen_scatter(exact, approx, label:str=None, ax=None, log:bool=True, ti
 # %% ../nbs/11_plots.ipynb #96c4f0d2
 def plot_history(history, terms=None, title:str=None):
     "Loss terms (left) and validation accuracy in % (right) per epoch from a `fit` history DataFrame."
+    if not isinstance(history, pd.DataFrame): raise TypeError(f'history: expected the DataFrame `fit` returns, got {type(history).__name__}')
     skip = {'epoch', 'lr', 'seconds', 'val_clean', 'val_robust'}
     terms = [c for c in history.columns if c not in skip] if terms is None else list(terms)
     missing = [t for t in terms if t not in history.columns]

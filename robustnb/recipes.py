@@ -14,7 +14,8 @@ Each returns named loss terms (robustnb.losses); robustnb.train.fit does the res
 import torch
 import torch.nn.functional as F
 
-from .checks import check_finite, check_int, check_labels, check_logits, check_nonnegative, check_positive
+from .checks import (check_bool, check_finite, check_int, check_labels, check_logits, check_nonnegative,
+                             check_positive)
 from .attacks import frozen_eval, on_model_device, pgd
 from .curriculum import LinearSchedule, StepSchedule, check_reaches, hessian_subset, probability_gap
 from .hessian import per_sample_eigen_estimate
@@ -136,7 +137,7 @@ class AODT(ADT):
                  alpha:float=None, steps:int=None, pairing:str=None, pair_weight:float=None, preset:str=None, **kwargs):
         kwargs.setdefault('max_grad_norm', None)          # the online teacher's logits start small: no clipping needed
         super().__init__(teacher, loss, eps, alpha, steps, pairing, pair_weight, preset=preset, **kwargs)
-        self.teacher_beta, self.teacher_lr = check_nonnegative('beta', beta), check_nonnegative('teacher_lr', teacher_lr)
+        self.teacher_beta, self.teacher_lr = check_nonnegative('beta', beta), check_positive('teacher_lr', teacher_lr)
     def setup(self, model, device):
         teacher = self.modules['teacher'].to(device).train().requires_grad_(True)
         if 'teacher' not in self.optimizers:
@@ -250,7 +251,7 @@ class AGKDBML(AdversarialRecipe):
         if not isinstance(teacher, torch.nn.Module) or not hasattr(teacher, 'feature_maps'):
             raise TypeError(f'teacher: expected a robustnb classifier with feature_maps, got {type(teacher).__name__}')
         if not 0 <= label_smoothing < 1: raise ValueError(f'label_smoothing: expected a number in [0, 1), got {label_smoothing!r}')
-        self.label_smoothing, self.mart, self.beta = label_smoothing, bool(mart), check_nonnegative('beta', beta)
+        self.label_smoothing, self.mart, self.beta = label_smoothing, check_bool('mart', mart), check_nonnegative('beta', beta)
         self.attention_weight = check_nonnegative('attention_weight', attention_weight)
         self.triplet_weight, self.margin = check_nonnegative('triplet_weight', triplet_weight), check_nonnegative('margin', margin)
         self.init_from_teacher = init_from_teacher

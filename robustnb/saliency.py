@@ -19,7 +19,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .checks import check_int
+from .checks import (check_bool, check_images, check_int, check_logits, check_nonnegative, check_number,
+                             check_positive)
 from .attacks import _ce_loss, _cw_margin, evaluating, on_model_device
 from .double_backward import fast_double_backward
 
@@ -27,13 +28,10 @@ from .double_backward import fast_double_backward
 INPUT_GRAD_KINDS = ('tci', 'ce', 'prob', 'margin')
 
 def _check_images(x, name='x'):
-    if not torch.is_tensor(x): raise TypeError(f'{name}: expected a float NCHW tensor, got {type(x).__name__}')
-    if x.ndim != 4: raise ValueError(f'{name}: expected an NCHW tensor (4 dimensions), got shape {tuple(x.shape)}')
-    if not x.is_floating_point(): raise TypeError(f'{name}: expected a floating-point tensor, got {x.dtype}')
+    "A float NCHW tensor of finite values (images, or saliency maps, which need not lie in [0, 1])."
+    check_images(name, x, unit=False)
 
-def _check_logits(logits, n):
-    if not torch.is_tensor(logits) or logits.ndim != 2 or len(logits) != n:
-        raise ValueError(f'model: expected (N, K) logits for {n} images, got {getattr(logits, "shape", type(logits).__name__)}')
+def _check_logits(logits, n): check_logits('model', logits, n)
 
 def _labels(y, logits):
     "Labels as an int64 vector of length N; `None` means the prediction, an int (or 0-d tensor) one class for all."
@@ -52,6 +50,7 @@ def _tracked(x):
 
 def _objective(logits, y, kind):
     "Per-sample scalar φₙ whose input gradient `input_grad` returns (see the table above)."
+    if kind not in INPUT_GRAD_KINDS: raise ValueError(f'kind: expected one of {", ".join(map(repr, INPUT_GRAD_KINDS))}, got {kind!r:.40}')
     if kind == 'tci': return logits.gather(1, y[:, None])[:, 0]
     if kind == 'ce': return _ce_loss(logits, y)
     if kind == 'prob': return logits.softmax(1).gather(1, y[:, None])[:, 0]
@@ -77,7 +76,7 @@ def _logits_and_input_grads(model, xg, y, kinds, create_graph=False):
 def input_grad(model, x:torch.Tensor, y=None, kind:str='tci', create_graph:bool=False) -> torch.Tensor:
     "Per-sample input gradient (NCHW like `x`) of the true-class logit ('tci', Sarkar Eq. 8-9), cross-entropy ('ce', Sarkar Eq. 15, IGAM Eq. 8), probability ('prob') or top-two margin ('margin')."
     if kind not in INPUT_GRAD_KINDS: raise ValueError(f'kind: expected one of {", ".join(map(repr, INPUT_GRAD_KINDS))}, got {kind!r}')
-    _check_images(x)
+    _check_images(x); check_bool('create_graph', create_graph)
     with torch.enable_grad(): return _logits_and_input_grads(model, _tracked(x), y, (kind,), create_graph)[1][0]
 
 # %% ../nbs/03_saliency.ipynb #78247e0a
@@ -154,6 +153,7 @@ def topk_mask(saliency:torch.Tensor, k:float) -> torch.Tensor:
 
 def topk_saliency(J:torch.Tensor, k:float) -> torch.Tensor:
     "Sarkar's J_{T,k}: `J` with all but its top-k % pixels (by |J| summed over channels) set to zero."
+    _check_images(J, 'J')
     return J * topk_mask(J, k)
 
 # %% ../nbs/03_saliency.ipynb #38a990a8
@@ -170,7 +170,7 @@ def _feature_maps_of(model):
 @on_model_device()
 def attention_map(model, x:torch.Tensor, upsample:bool=True, eps:float=1e-8) -> torch.Tensor:
     "AGKD-BML's class-irrelevant attention: channel sum of `model.feature_maps(x)`, min-max normalized per sample, N×1×H×W (differentiable)."
-    _check_images(x)
+    _check_images(x); check_bool('upsample', upsample); check_positive('eps', eps)
     a = _minmax(_feature_maps_of(model)(x).sum(1, keepdim=True), eps)
     return F.interpolate(a, size=x.shape[-2:], mode='bilinear', align_corners=False) if upsample else a
 
@@ -193,7 +193,8 @@ class _FeatureMapsTap(nn.Module):
 def gradcam(model, x:torch.Tensor, target=None, layer:nn.Module=None, relu:bool=True, upsample:bool=True, eps:float=1e-8) -> torch.Tensor:
     "Class-relevant Grad-CAM of class `target` (default: the prediction) via captum `LayerGradCam` on `feature_maps` (or `layer`), N×1×H×W in [0, 1]."
     from captum.attr import LayerGradCam
-    _check_images(x)
+    _check_images(x); check_bool('relu', relu); check_bool('upsample', upsample); check_positive('eps', eps)
+    with evaluating(model), torch.no_grad(): _check_logits(model(x[:1]), 1)   # one image: the model's output form
     with evaluating(model):
         if layer is None:
             tap = _FeatureMapsTap(model)
@@ -214,6 +215,9 @@ def attribute(model, x:torch.Tensor, y=None, method:str='saliency', baseline:flo
     from captum.attr import IntegratedGradients, NoiseTunnel, Saliency
     if method not in ATTRIBUTION_METHODS: raise ValueError(f'method: expected one of {", ".join(map(repr, ATTRIBUTION_METHODS))}, got {method!r}')
     _check_images(x)
+    check_int('n_steps', n_steps, 1, 10**5); check_int('nt_samples', nt_samples, 1, 10**5); check_nonnegative('stdev', stdev)
+    check_int('seed', seed, 0); check_number('baseline', baseline)
+    with evaluating(model), torch.no_grad(): _check_logits(model(x[:1]), 1)
     if method == 'gradcam': return gradcam(model, x, y)
     x = x.detach().requires_grad_()                      # a copy captum may differentiate (x itself is left alone)
     with evaluating(model):
@@ -271,6 +275,7 @@ class Pad(nn.Module):
         super().__init__()
         if mode not in ('center', 'random'): raise ValueError(f"mode: expected 'center' or 'random', got {mode!r}")
         self.size, self.mode = _size2(size), mode
+        check_int('seed', seed, 0)
         self.generator = torch.Generator().manual_seed(seed)
     def forward(self, x):
         _check_images(x)
@@ -296,8 +301,8 @@ class TransposeConvUpsample(nn.Module):
     "IGAM §5.1.2: a trainable 3×3, stride-2 transposed convolution doubling H and W; starts as per-channel linear interpolation."
     def __init__(self, channels:int=3, kernel_size:int=3, stride:int=2):
         super().__init__()
-        if not isinstance(channels, int) or channels < 1: raise ValueError(f'channels: expected a positive int, got {channels!r}')
-        if not isinstance(kernel_size, int) or kernel_size < 1 or kernel_size % 2 == 0:
+        check_int('channels', channels, 1, 4096); check_int('kernel_size', kernel_size, 1, 63); check_int('stride', stride, 1, 16)
+        if kernel_size % 2 == 0:
             raise ValueError(f'kernel_size: expected an odd positive int, got {kernel_size!r}')
         self.conv = nn.ConvTranspose2d(channels, channels, kernel_size, stride, padding=(kernel_size - 1)//2,
                                        output_padding=stride - 1)

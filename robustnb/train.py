@@ -32,7 +32,7 @@ from .attacks import _check_model_arg, _checked_logits, evaluating, on_model_dev
 from .curriculum import LinearSchedule
 from .checks import (atomic_save, check_bool, check_callable, check_device, check_images, check_int,
                              check_labels, check_model_input, check_nonnegative, check_number, check_positive, digest,
-                             num_outputs, safe_load)
+                             is_image_model, num_outputs, safe_load)
 
 # %% ../nbs/07_train.ipynb #b0bb4e13
 def set_seed(seed:int=0):
@@ -50,7 +50,7 @@ def as_loader(data, batch_size:int=256, shuffle:bool=False, seed:int=0) -> DataL
     if isinstance(data, DataLoader): return data
     check_int('batch_size', batch_size, 1, 2**24); check_bool('shuffle', shuffle); check_int('seed', seed, 0)
     if isinstance(data, (tuple, list)) and len(data) == 2 and all(torch.is_tensor(t) for t in data):
-        check_images('data', data[0], min_ndim=2); check_labels('data', data[1], len(data[0]))
+        check_images('data', data[0], unit=False, min_ndim=2); check_labels('data', data[1], len(data[0]))
         data = torch.utils.data.TensorDataset(*data)
     if not isinstance(data, Dataset):
         raise TypeError(f'data: expected a DataLoader, a Dataset or an (x, y) pair of tensors, got {type(data).__name__}')
@@ -59,7 +59,7 @@ def as_loader(data, batch_size:int=256, shuffle:bool=False, seed:int=0) -> DataL
 
 def _correct(model, x, y) -> int:
     "How many of (x, y) `model` classifies correctly, in eval mode (restored); the batch and the model's output are checked."
-    check_images('x', x, min_ndim=2); check_model_input(model, x)
+    check_images('x', x, unit=is_image_model(model), min_ndim=2); check_model_input(model, x)
     with evaluating(model), torch.no_grad():
         logits = _checked_logits(model(x), len(x), check_labels('y', y, len(x)))
         return (logits.argmax(1) == y).sum().item()
@@ -78,6 +78,20 @@ def accuracy(model:torch.nn.Module, data, batch_size:int=512, device=None, attac
             total += len(y)
     if total == 0: raise ValueError('data: no samples')
     return correct/total
+
+def _check_labelled(dataset, model, device) -> int:
+    """The first item must be (image tensor, integer label), and the model must answer it with one row of logits: checked
+    on the dataset, so no batch (and no RNG draw) is spent. Returns the model's number of outputs."""
+    try: item = dataset[0]
+    except (TypeError, NotImplementedError): item = None          # iterable datasets: only the model's output is unchecked
+    except IndexError: raise ValueError('train_data: expected at least one sample, got an empty dataset') from None
+    if item is None: return num_outputs(model) or 2**62
+    ok = isinstance(item, (tuple, list)) and len(item) >= 2 and torch.is_tensor(item[0]) and \
+         (isinstance(item[1], int) or (torch.is_tensor(item[1]) and item[1].ndim == 0 and not item[1].is_floating_point()))
+    if not ok: raise ValueError('train_data: expected items of (image, integer label); got items without integer labels')
+    x = check_images('train_data', item[0][None].to(device), min_ndim=2); check_model_input(model, x, 'train_data')
+    with evaluating(model), torch.no_grad(): logits = _checked_logits(model(x), 1)
+    return logits.shape[1]
 
 # %% ../nbs/07_train.ipynb #2ef7f074
 def train_standard(model:torch.nn.Module, loader, epochs:int=10, lr:float=0.05, momentum:float=0.9,
@@ -307,20 +321,6 @@ def _check_same_run(ckdir, ck, fingerprint, desc):
 
 
 # %% ../nbs/07_train.ipynb #0dd063f6
-def _check_labelled(dataset, model, device) -> int:
-    """The first item must be (image tensor, integer label), and the model must answer it with one row of logits: checked
-    on the dataset, so no batch (and no RNG draw) is spent. Returns the model's number of outputs."""
-    try: item = dataset[0]
-    except (TypeError, NotImplementedError): item = None          # iterable datasets: only the model's output is unchecked
-    except IndexError: raise ValueError('train_data: expected at least one sample, got an empty dataset') from None
-    if item is None: return num_outputs(model) or 2**62
-    ok = isinstance(item, (tuple, list)) and len(item) >= 2 and torch.is_tensor(item[0]) and \
-         (isinstance(item[1], int) or (torch.is_tensor(item[1]) and item[1].ndim == 0 and not item[1].is_floating_point()))
-    if not ok: raise ValueError('train_data: expected items of (image, integer label); got items without integer labels')
-    x = check_images('train_data', item[0][None].to(device), min_ndim=2); check_model_input(model, x, 'train_data')
-    with evaluating(model), torch.no_grad(): logits = _checked_logits(model(x), 1)
-    return logits.shape[1]
-
 def _check_finite_terms(terms, where, when):
     for k, v in terms.items():
         if torch.is_tensor(v) and v.numel() == 1 and not bool(torch.isfinite(v.detach()).all()):

@@ -42,6 +42,11 @@ WALK = tempfile.mkdtemp(prefix='robustnb-walk-')      # files the valid calls re
 atexit.register(shutil.rmtree, WALK, True)
 
 
+class StubFigure:
+    "What save_figure needs of a matplotlib Figure."
+    def savefig(self, path, **kwargs): Path(path).write_bytes(b'')
+
+
 def nan_at(t, i=0):
     t = t.clone(); t.view(-1)[i] = float('nan'); return t
 
@@ -66,6 +71,8 @@ BAD = {
     'bool': [("'False'", 'False'), ('None', None)],
     'device': [("'nope'", 'nope'), ("'cuda:7'", f'cuda:{max(torch.cuda.device_count(), 7)}')],
     'name': [("'nope'", 'nope'), ('3', 3)],
+    'topk': [('a name', 'curriculum'), ('a number', 3)],
+    'str': [('3', 3), ('None', None)],
     'callable': [("'pgd'", 'pgd'), ('3', 3)],
     'path': [('a missing file', '/nonexistent/robustnb/file.pt')],
     'grid': [('a NaN coordinate', [0.0, float('nan')]), ('no coordinate', []), ('a name', 'fine')],
@@ -74,6 +81,7 @@ BAD = {
 BAD['vector'] = [('NaN', nan_at(L[:, 0])), ('2-D', L), ('a list', L[:, 0].tolist())]
 BAD['labels_any'] = [b for b in BAD['labels'] if b[0] not in ('label 10 for 10 classes', 'one label too few')]   # no class count
 BAD['one_image'] = [b for b in BAD['images'] if 'batch dimension' not in b[0]]   # (C, H, W) is a valid single image
+BAD['batch_nomodel'] = [b for b in BAD['images'] if 'model' not in b[0] and 'batch dimension' not in b[0]]   # any (N, ...)
 BAD['images_nomodel'] = [b for b in BAD['images'] if 'model' not in b[0]]   # where no model fixes the dtype
 A = {'x': 'images', 'y': 'labels', 'model': 'model', 'eps': 'nonneg', 'alpha': 'nonneg', 'steps': 'int', 'seed': 'int0'}
 
@@ -125,7 +133,7 @@ def build_cases():
     c['attacks.frozen_eval'] = case(attacks.frozen_eval, {'model': M}, model='module')
     c['attacks.on_model_device'] = case(decorate_an_attack, {'model': 'model', 'home': 'x'}, model='name', home='name')
     for n in ('LinfStep', 'L2Step'):
-        c[f'attacks.{n}'] = case(getattr(attacks, n), {'x': X, 'eps': 0.1, 'alpha': 0.01}, x='images_nomodel', eps='nonneg', alpha='nonneg')
+        c[f'attacks.{n}'] = case(getattr(attacks, n), {'x': X, 'eps': 0.1, 'alpha': 0.01}, x='batch_nomodel', eps='nonneg', alpha='nonneg')
     for n in ('ce_loss', 'cw_margin'):
         c[f'attacks.{n}'] = case(getattr(attacks, n), {'logits': L, 'y': Y}, logits='logits', y='labels')
     c['attacks.pgd'] = case(attacks.pgd, attack_args(steps=2), **att, alpha='nonneg', steps='int', targeted='bool',
@@ -136,7 +144,7 @@ def build_cases():
     c['attacks.cw_pgd'] = case(attacks.cw_pgd, attack_args(steps=2), **att, steps='int')
     c['attacks.pgd_l2'] = case(attacks.pgd_l2, attack_args(steps=2), **att, steps='int')
     c['attacks.transfer_attack'] = case(attacks.transfer_attack, {'source': M, 'target': teacher, 'x': X, 'y': Y, 'eps': 0.1},
-                                        source='model', target='model', x='images', y='labels', attack='callable')
+                                        source='model', target='module', x='images', y='labels', attack='callable')
     c['attacks.autoattack'] = case(attacks.autoattack, attack_args(version='custom', attacks=['apgd-ce'], n_iter=2), **att,
                                    seed='int0', batch_size='int', n_iter='int', norm='name', version='name')
     # saliency
@@ -229,11 +237,11 @@ def build_cases():
     c['recipes.TRADES'] = case(recipes.TRADES, {'eps': 0.1}, **adv, beta='nonneg')
     c['recipes.ALP'] = case(recipes.ALP, {'eps': 0.1}, **adv, pair_weight='nonneg')
     c['recipes.MART'] = case(recipes.MART, {'eps': 0.1}, **adv, beta='nonneg')
-    c['recipes.ADT'] = case(recipes.ADT, {'teacher': teacher, 'eps': 0.1}, teacher='model', **adv, T='positive', kd_beta='nonneg', loss='name')
-    c['recipes.AODT'] = case(recipes.AODT, {'teacher': teacher, 'eps': 0.1}, teacher='model', **adv, beta='nonneg', teacher_lr='positive')
+    c['recipes.ADT'] = case(recipes.ADT, {'teacher': teacher, 'eps': 0.1}, teacher='module', **adv, T='positive', kd_beta='nonneg', loss='name')
+    c['recipes.AODT'] = case(recipes.AODT, {'teacher': teacher, 'eps': 0.1}, teacher='module', **adv, beta='nonneg', teacher_lr='positive')
     c['recipes.PSAT'] = case(recipes.PSAT, {'eps': 0.1}, **adv, lambda_schedule='callable')
     c['recipes.HSAT'] = case(recipes.HSAT, {'eps': 0.1}, **adv, sub_batch='int', alpha_frac='positive', reselect='name')
-    c['recipes.AGKDBML'] = case(recipes.AGKDBML, {'teacher': teacher, 'eps': 0.1}, teacher='model', **adv, label_smoothing='fraction',
+    c['recipes.AGKDBML'] = case(recipes.AGKDBML, {'teacher': teacher, 'eps': 0.1}, teacher='module', **adv, label_smoothing='fraction',
                                 beta='nonneg', attention_weight='nonneg', triplet_weight='nonneg', mart='bool')
     c['recipes.trades_attack'] = case(recipes.trades_attack, {'model': M, 'x': X, 'y': Y, 'recipe': recipes.TRADES(eps=0.1, steps=1)},
                                       model='model', x='images', y='labels')
@@ -242,15 +250,15 @@ def build_cases():
     # matching
     c['matching.student_input_grads'] = case(matching.student_input_grads, {'model': M, 'x': X, 'y': Y}, **hes, kinds='name')
     c['matching.disc_view'] = case(matching.disc_view, {'j': J}, j='logits', disc_input='name')
-    c['matching.GradientMatchingRecipe'] = case(matching.GradientMatchingRecipe, {'teacher': teacher, 'in_channels': 1}, teacher='model',
+    c['matching.GradientMatchingRecipe'] = case(matching.GradientMatchingRecipe, {'teacher': teacher, 'in_channels': 1}, teacher='module',
                                                 disc_every='int', disc_lr='positive', in_channels='int')
     c['matching.finetune_logit_layer'] = case(matching.finetune_logit_layer, {'teacher': SmallCNN(input_size=8), 'data': (X, Y), 'epochs': 1},
-                                              teacher='model', epochs='int', lr='positive', batch_size='int')
-    c['matching.IGAM'] = case(matching.IGAM, {'teacher': teacher, 'in_channels': 1}, teacher='model', lambda_adv='nonneg',
+                                              teacher='module', epochs='int', lr='positive', batch_size='int')
+    c['matching.IGAM'] = case(matching.IGAM, {'teacher': teacher, 'in_channels': 1}, teacher='module', lambda_adv='nonneg',
                               lambda_diff='nonneg', disc_every='int', grad_kind='name', disc_lr='positive')
-    c['matching.SaliencyCurriculum'] = case(matching.SaliencyCurriculum, {'teacher': teacher, 'in_channels': 1}, teacher='model',
+    c['matching.SaliencyCurriculum'] = case(matching.SaliencyCurriculum, {'teacher': teacher, 'in_channels': 1}, teacher='module',
                                             beta='nonneg', gamma_phase1='nonneg', gamma_phase2='nonneg', phase2_target='name',
-                                            epochs_per_k='positive')
+                                            schedule='topk')
     # evaluate
     c['evaluate.evaluation_subset'] = case(evaluate.evaluation_subset, {'data': (X, Y), 'n': 2}, n='int', seed='int0')
     c['evaluate.robust_accuracy'] = case(evaluate.robust_accuracy, {'model': M, 'data': (X, Y), 'attacks': {}, 'progress': False},
@@ -272,16 +280,16 @@ def build_cases():
     # plots
     c['plots.to_hwc'] = case(plots.to_hwc, {'img': X[0]}, img='callable')
     c['plots.display_normalize'] = case(plots.display_normalize, {'m': J}, mode='name')
-    c['plots.show_deltas'] = case(plots.show_deltas, {'x': X, 'adversarials': {'PGD': X.flip(0)}}, x='images', n='int', mode='name')
-    c['plots.show_saliency'] = case(plots.show_saliency, {'images': X, 'saliencies': {'TCI': J}}, images='images', n='int', mode='name')
-    c['plots.show_attention'] = case(plots.show_attention, {'images': X, 'maps': {'att': X}}, images='images', n='int', alpha='fraction')
+    c['plots.show_deltas'] = case(plots.show_deltas, {'x': X, 'adversarials': {'PGD': X.flip(0)}}, x='images_nomodel', n='int', mode='name')
+    c['plots.show_saliency'] = case(plots.show_saliency, {'images': X, 'saliencies': {'TCI': J}}, images='images_nomodel', n='int', mode='name')
+    c['plots.show_attention'] = case(plots.show_attention, {'images': X, 'maps': {'att': X}}, images='images_nomodel', n='int', alpha='fraction')
     c['plots.plot_landscape'] = case(plots.plot_landscape, {'surface': landscape.Surface((np.zeros(3),), np.zeros(3))},
                                      surface='callable', kind='name', levels='int')
     c['plots.plot_eigen_scatter'] = case(plots.plot_eigen_scatter, {'exact': np.ones(3), 'approx': np.ones(3)}, log='bool')
     c['plots.plot_history'] = case(plots.plot_history, {'history': pd.DataFrame({'epoch': [1, 2], 'loss': [2.0, 1.0]})}, history='callable')
-    c['plots.plot_tsne'] = case(plots.plot_tsne, {'emb': np.zeros((4, 2)), 'y': Y.numpy()}, y='labels')
-    c['plots.save_figure'] = case(plots.save_figure, {'fig': None, 'name': 'walk', 'folder': WALK}, fig='callable',
-                                  name='name', dpi='int')
+    c['plots.plot_tsne'] = case(plots.plot_tsne, {'emb': np.zeros((4, 2)), 'y': Y.numpy()}, y='labels_any')
+    c['plots.save_figure'] = case(plots.save_figure, {'fig': StubFigure(), 'name': 'walk', 'folder': WALK}, fig='callable',
+                                  name='str', dpi='int')
     # papers
     c['papers.registry'] = case(papers.registry, {'paper': 'sat'}, paper='name')
     c['papers.slug'] = case(papers.slug, {'text': 'Table 2'})
@@ -356,9 +364,6 @@ def test_the_valid_call_works(name, tmp_path, monkeypatch):
     if name == 'models.load_model':
         from robustnb.models import save_model
         save_model(M, f'{WALK}/m.pt')
-    if name == 'plots.save_figure':
-        import matplotlib.pyplot as plt
-        c = {**c, 'kwargs': {**c['kwargs'], 'fig': plt.figure()}}
     with _quiet(): out = c['fn'](**c['kwargs'])
     if isinstance(out, contextlib.AbstractContextManager) and not isinstance(out, (nn.Module, Path)):
         with out: pass
@@ -395,6 +400,7 @@ def test_bad_input_is_a_clear_error(name, arg, value, tmp_path, monkeypatch):
                 with out: pass
         except (ValueError, TypeError, FileNotFoundError) as e:
             text = str(e)
+            assert 'unexpected keyword argument' not in text, f'{name} has no argument {arg!r}: fix the case'
             named = arg in text or (c['classes'][arg] == 'path' and str(value) in text)   # a missing file: its path
             assert named, f'{name}: the error does not name {arg!r}: {type(e).__name__}: {text[:300]}'
             assert 'Traceback' not in text
@@ -402,3 +408,13 @@ def test_bad_input_is_a_clear_error(name, arg, value, tmp_path, monkeypatch):
             pytest.fail(f'{name}({arg}={value!r:.60}): {type(e).__name__} instead of a ValueError/TypeError naming {arg!r}: {str(e)[:300]}')
         else:
             pytest.fail(f'{name}({arg}={value!r:.60}) was accepted')
+
+
+def test_tiny_or_huge_numbers_are_refused_before_allocating():
+    "Numbers that would ask for absurd amounts of memory or time: refused at construction, naming the argument."
+    from robustnb.curriculum import TopKSchedule
+    from robustnb.models import create_model
+    for kwargs, arg in ((dict(step=1e-9), 'step'), (dict(epochs_per_k=1e9), 'epochs_per_k')):
+        with pytest.raises(ValueError, match=f'^{arg}:'): TopKSchedule(100, 50, **{'step': 10, **kwargs})
+    with pytest.raises((ValueError, TypeError), match='^depth:'): create_model('wrn-1200004-10')
+    with pytest.raises((ValueError, TypeError), match='^num_classes:'): create_model('smallcnn', num_classes=10**9)

@@ -41,3 +41,20 @@ def test_quickstart_is_reproducible():
     assert a['accuracy'] == b['accuracy']
     for (k, v), (_, w) in zip(a['model'].state_dict().items(), b['model'].state_dict().items()):
         assert torch.equal(v, w), k
+
+
+@pytest.mark.skipif(EXE is None, reason='the robustnb console script is not installed')
+@pytest.mark.parametrize('args,option', [
+    (['quickstart', '--seed', '-1'], '--seed'), (['quickstart', '--device', 'nope'], '--device'),
+    (['quickstart', '--device', f'cuda:{torch.cuda.device_count() + 6}'], '--device'),
+    (['quickstart', '--save', '/proc/robustnb/model.pt'], '--save'), (['quickstart', '--figure', '/proc/robustnb/f.png'], '--figure'),
+    (['reproduce', '--seeds', '-1'], '--seeds'), (['reproduce', 'sat', '--item', 'Fig. 2', '--device', 'nope'], '--device'),
+    (['reproduce', '--job', 'nope'], '--job'), (['reproduce', 'sat', '--item', 'Fig. 2', '--root', '/proc/robustnb/runs'], '--root'),
+])
+def test_bad_values_are_one_line_and_status_2_before_any_work(args, option, tmp_path):
+    "Every bad value: exit status 2, one line on stderr naming the option, no traceback, nothing trained or written."
+    r = subprocess.run([EXE, *args], capture_output=True, text=True, cwd=tmp_path)
+    assert r.returncode == 2, r.stderr
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and option in lines[0] and 'Traceback' not in r.stderr, r.stderr
+    assert r.stdout == '' and not any(tmp_path.iterdir())     # no training report, no figure, no run folder

@@ -148,7 +148,7 @@ CASES = {   # name: (case, runs on the fake device: only functions whose moves g
     'recipe.attack': (lambda s: (PGDAT(eps=EPS, steps=2).attack(s.model, s.x, s.y, seed=0), None), True),
     'recipe.loss': (lambda s: (None, _recipe_losses(s)), True),
     'trades_attack': (lambda s: (_seeded(trades_attack, s.model, s.x, s.y, TRADES(eps=EPS, steps=2)), None), True),
-    'student_input_grads': (lambda s: (student_input_grads(s.model, s.x, s.y, ('ce', 'logit')), None), True),
+    'student_input_grads': (lambda s: (student_input_grads(s.model, s.x, s.y, ('ce', 'tci')), None), True),
     'input_grad': (lambda s: ([input_grad(s.model, s.x, s.y, k) for k in saliency.INPUT_GRAD_KINDS] +
                               [input_grad(s.model, s.x), input_grad(s.model, s.x, 3)], None), True),
     'input_grad-create_graph': (lambda s: _double_backprop(s), False),
@@ -310,11 +310,13 @@ def test_no_copy_when_devices_agree(monkeypatch):
 
 
 def test_modules_without_state_and_callables_run_anywhere(fake):
-    x = torch.rand(3, 2, device='meta')
-    for model in (nn.ReLU(), nn.Sequential(), lambda z: z, None):
+    x, y = torch.rand(3, 2, device='meta'), torch.zeros(3, dtype=torch.long, device='meta')
+    for model in (nn.ReLU(), nn.Sequential(), lambda z: z):
         assert _device_of(model) is None
-        seen, out = probe(model, x, x, mask=x, extra=_extra(x))
+        seen, out = probe(model, x, y, mask=x, extra=_extra(x))
         assert seen == ['meta'] * 7 and out['x'].device.type == 'meta'
+    assert _device_of(None) is None
+    with pytest.raises(TypeError, match='^model:'): probe(None, x, y)     # no model at all is a caller's mistake
     assert fake.copies == []
     assert _device_of(nn.BatchNorm1d(2, affine=False).to('meta')).type == 'meta'      # buffers count
     assert _device_of(Tiny()).type == 'cpu'

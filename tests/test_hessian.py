@@ -115,7 +115,7 @@ def test_taylor_quadratic_exact(seed):
     grad = A @ model.t.detach() + b
     along = (grad @ A @ grad / (grad @ grad)).item()
     for frac in (0.01, 0.1, 1.0):
-        lower, upper = taylor_bounds(model, torch.zeros(1, 1), torch.zeros(1, dtype=torch.long), alpha_frac=frac, loss_fn=quadratic)
+        lower, upper = taylor_bounds(model, torch.zeros(1, 1, dtype=torch.float64), torch.zeros(1, dtype=torch.long), alpha_frac=frac, loss_fn=quadratic)
         assert abs(lower - along) <= 1e-8 * max(1, abs(along))
         assert abs(upper - (along + 4 / frac)) <= 1e-6 * (along + 4 / frac)
         assert lower <= eig.max().item() <= upper
