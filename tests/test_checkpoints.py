@@ -35,3 +35,23 @@ def test_killed_writer_leaves_a_complete_checkpoint(tmp_path):
         assert ck['epoch'] in (kill_during - 1, kill_during), (trial, ck['epoch'])
         assert ck['w'].numel() == 8_000_000 and torch.all(ck['w'] == float(ck['epoch']))
         assert not [f for f in os.listdir(tmp_path) if f != 'last.pt' and not f.endswith('.tmp')]
+
+
+def test_a_flipped_bit_in_a_checkpoint_is_detected(tmp_path):
+    "One flipped bit in a stored weight: load_checkpoint and fit's resume refuse the file, naming it."
+    import pytest
+    from robustnb.models import SmallCNN
+    from robustnb.recipes import Standard
+    from robustnb.train import fit
+    g = torch.Generator().manual_seed(0)
+    data = (torch.rand(32, 1, 8, 8, generator=g), torch.arange(32) % 10)
+    model = SmallCNN(input_size=8)
+    fit(model, Standard(), data, epochs=1, checkpoint_dir=tmp_path, progress=False)
+    path = tmp_path/'last.pt'
+    raw = bytearray(path.read_bytes())
+    at = raw.find(model.fc.bias.detach().numpy().tobytes())    # the final bias, byte for byte, inside the file
+    assert at > 0
+    raw[at + 1] ^= 0x04
+    path.write_bytes(bytes(raw))
+    with pytest.raises(ValueError, match='is corrupted'): load_checkpoint(path)
+    with pytest.raises(ValueError, match=str(path)): fit(SmallCNN(input_size=8), Standard(), data, epochs=1, checkpoint_dir=tmp_path, progress=False)
