@@ -290,7 +290,8 @@ class IGAM(GradientMatchingRecipe):
         official = self.convention == 'official'
         if self.lambda_diff:                                       # §4.3.2: only the teacher's window is compared
             terms['diff'] = gradient_l2(*(crop_gradients(j_s, j_t, self._crop) if self._crop is not None else (j_s, j_t)))
-            if official: terms['diff'] = terms['diff']*len(x)/255**2   # summed over the batch, gradients w.r.t. 0-255 pixels
+            if official:                                   # summed over the (global) batch, gradients w.r.t. 0-255 pixels
+                terms['diff'] = terms['diff']*len(x)*self.processes/255**2
             total = total + self.lambda_diff*terms['diff']
         if self.lambda_adv:
             terms['adv'], terms['disc_acc'] = self.adversarial_term('disc', j_s, j_t)

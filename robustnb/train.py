@@ -176,6 +176,7 @@ class Recipe:
             f = cls.__dict__.get(hook)
             if f is not None and getattr(f, '_model_device', None) is None: setattr(cls, hook, on_model_device(home='model', unwrap=False)(f))
     epochs = None                                     # the run's length, set by `fit` before `setup`
+    processes = 1                                     # how many processes train together (`fit` sets it under torchrun)
     preset = None                                     # the dataset preset a recipe was built with (`preset=`)
     train_presets = {}                                # preset -> the paper's training settings (keys of FIT_DEFAULTS)
     def setup(self, model, device):
@@ -356,7 +357,7 @@ def run_fingerprint(model, recipe, train_data, cfg:dict, seed:int, val_data=None
     if not isinstance(model, torch.nn.Module): raise TypeError(f'model: expected a torch.nn.Module, got {type(model).__name__}')
     if not isinstance(recipe, Recipe): raise TypeError(f'recipe: expected a robustnb Recipe, got {type(recipe).__name__}')
     check_int('seed', seed, 0)
-    hparams = {k: v for k, v in sorted(vars(recipe).items()) if not k.startswith('_') and k not in ('modules', 'optimizers', 'epochs')}
+    hparams = {k: v for k, v in sorted(vars(recipe).items()) if not k.startswith('_') and k not in ('modules', 'optimizers', 'epochs', 'processes')}
     desc = {'model': _describe_module(model),
             'recipe': {'class': f'{type(recipe).__module__}.{type(recipe).__qualname__}', **_describe(hparams),
                        'modules': {k: _describe_module(m) for k, m in sorted(recipe.modules.items())}},
@@ -472,7 +473,7 @@ def fit(model:torch.nn.Module, recipe:Recipe, train_data, epochs:int=None, *, va
     schedule = _schedule(cfg['lr_schedule'], epochs)
     opt = _make_optimizer(cfg['optimizer'], model, cfg['lr'], cfg['weight_decay'], cfg['momentum'])
     for g in opt.param_groups: g.setdefault('initial_lr', g['lr'])
-    recipe.epochs = epochs
+    recipe.epochs, recipe.processes = epochs, world   # a batch-summed loss term sums over the global batch
     run_cfg = cfg if world == 1 else {**cfg, 'processes': world}   # resumed exactly only by as many processes
     fingerprint, run_desc = run_fingerprint(model, recipe, loader, run_cfg, seed, val_data, eval_attack, keep_best)
     recipe.setup(model, dev)

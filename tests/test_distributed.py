@@ -3,7 +3,9 @@
 Two processes with batch B take the steps of one process with batch 2B: the DistributedSampler gives process r the
 samples perm[r::2] of each epoch's permutation, so step k of the two processes covers perm[2kB:2(k+1)B], exactly the
 k-th batch of one process with the same sampler (num_replicas=1), and DistributedDataParallel averages the gradients.
-In float64 the two runs then agree to rounding (tolerance below). PGD-AT runs without a random start here: each
+In float64 the two runs then agree to rounding (tolerance below), IGAM too: it trains through the student's input
+gradients (double backward through the wrapper), averages its discriminators' gradients, and sums L_diff over the global
+batch. PGD-AT runs without a random start here: each
 process draws its own noise for its B samples, which one process drawing for 2B does not reproduce."""
 import shutil
 import subprocess
@@ -19,7 +21,8 @@ TORCHRUN = shutil.which('torchrun', path=str(Path(sys.executable).parent))
 
 SCRIPT = textwrap.dedent('''
     import os, sys, torch
-    from robustnb.models import SmallCNN
+    from robustnb.models import Discriminator, SmallCNN
+    from robustnb.matching import IGAM
     from robustnb.recipes import PGDAT, Standard
     from robustnb.train import fit, main_process
 
@@ -31,14 +34,22 @@ SCRIPT = textwrap.dedent('''
         g = torch.Generator().manual_seed(0)
         return torch.rand(256, 1, 8, 8, generator=g, dtype=torch.float64), torch.arange(256) % 10
 
-    def recipe(method): return Standard() if method == 'standard' else PGDATNoStart(eps=0.1, steps=3)
+    def recipe(method):
+        if method == 'igam':                            # double backward through the wrapper, discriminators averaged
+            torch.manual_seed(1)
+            teacher = SmallCNN(input_size=8).double().eval()
+            disc = lambda c: Discriminator(in_channels=c, widths=(8, 16)).double()   # built in setup, after fit's seed
+            return IGAM(teacher, convention='official', disc_input='zero_mean_l2', disc_every=1, discriminator=disc,
+                        lambda_adv=1.0, lambda_diff=10.0)
+        return Standard() if method == 'standard' else PGDATNoStart(eps=0.1, steps=3)
 
     def train(method, batch_size, ckdir, train_data=None, stop_after=None):
+        r = recipe(method)
         torch.manual_seed(0)
         model = SmallCNN(input_size=8).double()
         def stop(epoch, row, m):
             if stop_after == epoch: os._exit(3)       # killed right after the epoch's checkpoint
-        hist = fit(model, recipe(method), train_data if train_data is not None else data(), epochs=2, batch_size=batch_size,
+        hist = fit(model, r, train_data if train_data is not None else data(), epochs=2, batch_size=batch_size,
                    lr=0.05, seed=0, checkpoint_dir=ckdir, progress=False, callbacks=[stop])
         return model, hist
 
@@ -75,7 +86,7 @@ def one_process_reference(script, method, batch_size, tmp_path):
 
 
 @pytest.mark.skipif(TORCHRUN is None, reason='torchrun is not installed beside this Python')
-@pytest.mark.parametrize('method', ['standard', 'pgdat'])
+@pytest.mark.parametrize('method', ['standard', 'pgdat', 'igam'])
 def test_two_processes_of_batch_b_equal_one_of_batch_2b(method, script, tmp_path):
     r = torchrun(script, method, 32, tmp_path/'ddp', tmp_path/'ddp.pt', 0)
     assert r.returncode == 0, r.stderr[-3000:]
