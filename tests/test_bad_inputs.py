@@ -230,7 +230,8 @@ def build_cases():
     c['train.fit'] = case(train.fit, {'model': SmallCNN(input_size=8), 'recipe': recipes.Standard(), 'train_data': (X, Y),
                                       'epochs': 1, 'progress': False},
                           model='model', recipe='callable', epochs='int', lr='positive', weight_decay='nonneg', batch_size='int',
-                          device='device', seed='int0', momentum='fraction', max_grad_norm='positive', resume='bool', keep_best='bool')
+                          device='device', seed='int0', momentum='fraction', max_grad_norm='positive', resume='bool', keep_best='bool',
+                          amp='name', channels_last='bool', compile='bool', sync_batchnorm='bool')
     # recipes
     adv = dict(eps='nonneg', alpha='nonneg', steps='int', preset='name')
     for n in ('AdversarialRecipe', 'PGDAT'): c[f'recipes.{n}'] = case(getattr(recipes, n), {'eps': 0.1}, **adv)
