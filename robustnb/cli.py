@@ -9,6 +9,7 @@ __all__ = ['quickstart', 'main']
 """The `robustnb` console script: `robustnb quickstart` trains SAT's small CNN on the embedded digits, reports its clean,
 FGSM and PGD-20 accuracy (Sarkar et al.'s settings) and draws the perturbation deltas (Sarkar Figs. 6/9)."""
 import argparse
+import os
 import time
 from pathlib import Path
 
@@ -20,7 +21,7 @@ from .checks import check_device, check_int, check_writable
 from .data import load_dataset
 from .evaluate import paper_attacks, robust_accuracy
 from .models import create_model, save_model
-from .train import default_device, set_seed, train_standard
+from .train import default_device, main_process, set_seed, train_standard
 
 # %% ../nbs/12_cli.ipynb #a90d8a70
 def _deltas_figure(model, attacks, x, y, path, eps, seed):
@@ -88,6 +89,8 @@ def _parser():
     r.add_argument('--json', action='store_true', help='print JSON (with --list: one record per job, for a scheduler)')
     r.add_argument('--job', default=None, metavar='ID', help='run the one job ID of --list --json')
     r.add_argument('--force', action='store_true', help='allow a full-scale run without a GPU')
+    r.add_argument('--nproc', type=int, default=1, metavar='N',
+                   help='train with N processes on this machine (torchrun, one per GPU; gloo on CPUs); batch sizes are per process')
     return p
 
 def _reproduce_command(args) -> int:
@@ -95,6 +98,7 @@ def _reproduce_command(args) -> int:
     import json, sys
     from robustnb import papers
     try:
+        check_int('nproc', args.nproc, 1, 1024)
         for s in args.seeds: check_int('seeds', s, 0)
         check_device('device', args.device)
         if not args.list: check_writable('root', args.root, folder=True)   # before any training
@@ -113,6 +117,7 @@ def _reproduce_command(args) -> int:
         else:
             table = papers.reproduce(args.paper, args.item, args.scale, args.seeds, args.device, args.root, args.data_root, args.force)
     except (ValueError, TypeError, FileNotFoundError, RuntimeError) as e: return _one_line('reproduce', e)
+    if not main_process(): return 0                    # several processes: rank 0 reports
     if args.json: print(table.to_json(orient='records', indent=1))
     else:
         with pd.option_context('display.width', 200, 'display.max_rows', None, 'display.float_format', '{:.2f}'.format):
@@ -141,6 +146,19 @@ def main(argv=None) -> int:
         except (ValueError, TypeError, FileNotFoundError) as e: return _one_line('quickstart', e)
     if args.command == 'reproduce':
         if args.scale not in ('quick', 'full', 'smoke'): p.error(f'--scale: expected quick, smoke or full, got {args.scale!r}')
+        if args.nproc > 1 and 'WORLD_SIZE' not in os.environ:    # --nproc N: the same command under torchrun
+            import subprocess, sys
+            rest = list(sys.argv[1:] if argv is None else argv)
+            i = rest.index('--nproc'); del rest[i:i + 2]
+            return subprocess.call([sys.executable, '-m', 'torch.distributed.run', '--standalone', f'--nproc_per_node={args.nproc}',
+                                    '-m', 'robustnb.cli', *rest])
         return _reproduce_command(args)
     return 0
 
+
+# %% ../nbs/12_cli.ipynb #54e19651
+if __name__ == '__main__':                           # `python -m robustnb.cli ...`, e.g. under `torchrun -m robustnb.cli`
+    try: __IPYTHON__                                 # a notebook kernel (this cell run in place): nothing to do
+    except NameError:
+        import sys
+        sys.exit(main())

@@ -37,7 +37,7 @@ from .evaluate import robust_accuracy
 from .matching import IGAM, SaliencyCurriculum, finetune_logit_layer
 from .models import SmallCNN, create_model, load_model, save_model
 from .recipes import ADT, AGKDBML, ALP, AODT, HSAT, MART, PGDAT, PSAT, TRADES, Standard
-from .train import default_device, fit, set_seed
+from .train import default_device, distributed_context, fit, main_process, set_seed
 
 # %% ../nbs/13_papers.ipynb #464f8ec4
 PAPERS = ('sarkar', 'sat', 'igam', 'adt', 'agkd', 'benchmark')   # the five papers, then robustnb's own comparison
@@ -457,33 +457,45 @@ def _tracker(train, recipe, data, test, folder):
             vals = {k: TRACKERS[k](model, recipe, x.to(dev), y.to(dev), xt.to(dev), yt.to(dev), train.get('data') == 'synthetic')
                     for k in train['track']}
             model.train(was)
+        if not main_process(): return                 # several processes: rank 0 keeps the record
         old = pd.read_csv(path) if path.exists() else pd.DataFrame()
         old = old[old['epoch'] < epoch] if len(old) else old
         pd.concat([old, pd.DataFrame([{'epoch': epoch, **vals}])]).to_csv(path, index=False)
     return callback
 
+def _barrier():
+    "Under torchrun: every process waits here, so that what rank 0 wrote is on disk before the others look."
+    if distributed_context() is not None: torch.distributed.barrier()
+
 def trained_model(train:dict, root='runs', data_root=None, device='auto', progress:bool=True):
-    "The model a training spec describes: loaded when its run folder is finished, else trained there (resuming a killed run)."
+    """The model a training spec describes: loaded when its run folder is finished, else trained there (resuming a killed
+    run). Under torchrun every process trains it together (`fit`) and rank 0 alone writes the folder."""
     folder = _model_folder(train, root)
-    dev = default_device(device)
+    ctx = distributed_context()
+    dev = default_device(f'cuda:{ctx[2]}' if ctx is not None and device == 'auto' and torch.cuda.is_available() else device)
+    _barrier()
     if (folder/'model.pt').exists(): return load_model(folder/'model.pt', map_location=dev), pd.read_csv(folder/'history.csv'), folder
     teachers = {k: trained_model(t, root, data_root, device, progress)[0] for k, t in train['teachers'].items()}
-    _write_json(train, folder/'spec.json')
+    if main_process(): _write_json(train, folder/'spec.json')
     data = _data(train, 'train', data_root)
     set_seed(train['seed'])
     model = _network(train)
     if train['method'] == 'init':                     # an untrained network (AODT's online teacher starts from one)
         history = pd.DataFrame({'epoch': []})
-        history.to_csv(folder/'history.csv', index=False); save_model(model, folder/'model.pt')
-        return model.eval(), history, folder
+        if main_process(): history.to_csv(folder/'history.csv', index=False); save_model(model, folder/'model.pt')
+        _barrier()
+        return model.eval().to(dev), history, folder
     recipe = _recipe(train, teachers, data)
     callbacks = [_tracker(train, recipe, data, _data(train, 'test', data_root), folder)] if train.get('track') else []
     history = fit(model, recipe, data, train['epochs'], optimizer=_optimizer(train), lr_schedule=_lr_schedule(train, recipe),
                   device=dev, checkpoint_dir=folder/'ckpt', seed=train['seed'], lr=train['lr'], callbacks=callbacks,
                   weight_decay=train['weight_decay'], batch_size=train['batch_size'], keep_best=False, progress=progress)
+    _barrier()                                        # rank 0's track.csv is complete
     if (folder/'track.csv').exists(): history = history.merge(pd.read_csv(folder/'track.csv'), on='epoch', how='left')
-    history.to_csv(folder/'history.csv', index=False)
-    save_model(model, folder/'model.pt')              # written last: its presence means the run is finished
+    if main_process():
+        history.to_csv(folder/'history.csv', index=False)
+        save_model(model, folder/'model.pt')          # written last: its presence means the run is finished
+    _barrier()
     return model.eval(), history, folder
 
 # %% ../nbs/13_papers.ipynb #6129f8ef
@@ -658,19 +670,25 @@ def run(paper:str, item:str, row:str, scale:str='quick', seed:int=0, root='runs'
     cfg = resolve(paper, item, row, scale, seed)
     if cfg['status'] != 'ok': return {'config': cfg, 'results': {}, 'folder': None, 'status': cfg['status']}
     folder, fp = job_folder(root, cfg), fingerprint(cfg)
+    _barrier()
     for name in ('results.json', 'config.json'):
         if (folder/name).exists():
             old = json.loads((folder/name).read_text()).get('fingerprint')
             if old == fp and name == 'results.json': return {**json.loads((folder/name).read_text()), 'folder': str(folder), 'reused': True}
             if old != fp:                                   # another configuration's folder: keep it, never reuse it
-                os.replace(folder, folder.with_name(f'{folder.name}.stale-{str(old)[:12]}')); break
+                if main_process(): os.replace(folder, folder.with_name(f'{folder.name}.stale-{str(old)[:12]}'))
+                break
+    _barrier()
     dev = _check_device(scale, device, force)
-    _write_json({**cfg, 'fingerprint': fp, 'versions': _versions(dev)}, folder/'config.json')
+    if main_process(): _write_json({**cfg, 'fingerprint': fp, 'versions': _versions(dev)}, folder/'config.json')
     t0 = time.perf_counter()
     scale_root = Path(root)/scale
     model, history, mfolder = trained_model(cfg['train'], scale_root, data_root, device, progress)
     sources = {a['column']: trained_model(a['source_train'], scale_root, data_root, device, progress)[0]
                for a in cfg['eval']['attacks'] if 'source_train' in a}
+    if not main_process():                              # several processes trained it; rank 0 alone evaluates and writes
+        return {'config': cfg, 'fingerprint': fp, 'results': {}, 'folder': str(folder), 'status': 'ok: evaluated by rank 0',
+                'reused': False}
     history.to_csv(folder/'history.csv', index=False)
     _link(mfolder/'model.pt', folder/'model.pt')
     test = _data(cfg['train'], 'test', data_root)

@@ -14,6 +14,7 @@ __all__ = ['CHECKPOINT_FORMAT', 'AMP_DTYPES', 'FIT_DEFAULTS', 'set_seed', 'defau
 resumable checkpoints. Methods live in recipes (robustnb.recipes); the trainer knows no paper."""
 import contextlib
 import copy
+import datetime
 import functools
 import hashlib
 import inspect
@@ -246,7 +247,9 @@ def distributed_context():
     if int(os.environ.get('WORLD_SIZE', '1')) <= 1: return None
     local = int(os.environ.get('LOCAL_RANK', '0'))
     if torch.cuda.is_available(): torch.cuda.set_device(local)
-    dist.init_process_group('nccl' if torch.cuda.is_available() else 'gloo')
+    # long collectives are normal here: the other processes wait while rank 0 evaluates a model (AutoAttack takes hours)
+    minutes = float(os.environ.get('ROBUSTNB_DIST_TIMEOUT_MIN', 6*60))
+    dist.init_process_group('nccl' if torch.cuda.is_available() else 'gloo', timeout=datetime.timedelta(minutes=minutes))
     return dist.get_rank(), dist.get_world_size(), local
 
 def main_process() -> bool:

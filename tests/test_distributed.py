@@ -109,3 +109,18 @@ def test_a_killed_distributed_run_resumes_to_the_same_weights(script, tmp_path):
     a, b = torch.load(tmp_path/'whole.pt', weights_only=True), torch.load(tmp_path/'cut.pt', weights_only=True)
     assert all(torch.equal(a['state'][k], b['state'][k]) for k in a['state'])
     assert a['loss'] == b['loss']
+
+
+@pytest.mark.skipif(TORCHRUN is None, reason='torchrun is not installed beside this Python')
+def test_the_readme_multi_process_command(tmp_path):
+    "`robustnb reproduce ... --nproc 2` (torchrun under the hood, gloo on the CPU): one table, one set of run folders."
+    exe = shutil.which('robustnb', path=str(Path(sys.executable).parent))
+    r = subprocess.run([exe, 'reproduce', 'igam', '--item', 'Table 1', '--scale', 'smoke', '--device', 'cpu', '--root',
+                        str(tmp_path), '--nproc', '2', '--json'], capture_output=True, text=True, timeout=600, cwd=tmp_path)
+    assert r.returncode == 0, r.stderr[-3000:]
+    import json
+    rows = json.loads(r.stdout)                        # rank 0 alone printed: valid JSON, each row once
+    ran = [x for x in rows if x['status'] == 'ok']
+    assert ran and len({(x['row'], x['column']) for x in rows}) == len(rows)
+    assert len(list(tmp_path.glob('smoke/igam/table-1/*/seed0/results.json'))) >= 2
+    assert not list(tmp_path.rglob('*.tmp'))
