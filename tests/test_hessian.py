@@ -205,3 +205,23 @@ def test_per_sample_estimate_with_single_sample_batches_is_the_batch_bound():
         single = torch.tensor([taylor_bounds(model, x[i:i + 1], y[i:i + 1], alpha_frac=0.05)[k] for i in range(5)],
                               dtype=torch.float64)
         assert torch.allclose(est.double(), single, rtol=1e-9, atol=1e-12)
+
+
+def test_lanczos_takes_fewer_products_than_power_iteration_for_a_closer_value(digits_cnn):
+    "Equal tol: Lanczos stops after fewer Hessian-vector products, nearer the converged eigenvalues."
+    model, x, y = digits_cnn
+    exact = top_eigenvalues(model, x, y, k=2, tol=1e-10, max_iter=300).values
+    lz = top_eigenvalues(model, x, y, k=2, tol=1e-3)
+    pw = top_eigenvalues(model, x, y, k=2, tol=1e-3, algorithm='power')
+    assert lz.iterations[0] < sum(pw.iterations)           # one basis for both values; power iteration deflates
+    assert lz.iterations[0] < pw.iterations[0]
+    err = lambda r: ((r.values - exact).abs()/exact.abs()).max().item()
+    assert err(lz) <= err(pw) and err(lz) < 1e-3, (lz, pw, exact)
+
+
+def test_batched_trace_probes_are_the_same_probes():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Flatten(), nn.Linear(16, 8), nn.Tanh(), nn.Linear(8, 3))
+    x, y = torch.rand(10, 1, 4, 4), torch.arange(10) % 3
+    one = hessian_trace(model, x, y, n_samples=12, probes_per_pass=1)
+    for b in (5, 12, 40): assert hessian_trace(model, x, y, n_samples=12, probes_per_pass=b) == pytest.approx(one, rel=1e-5)
