@@ -214,7 +214,8 @@ def test_lanczos_takes_fewer_products_than_power_iteration_for_a_closer_value(di
     lz = top_eigenvalues(model, x, y, k=2, tol=1e-3)
     pw = top_eigenvalues(model, x, y, k=2, tol=1e-3, algorithm='power')
     assert lz.iterations[0] < sum(pw.iterations)           # one basis for both values; power iteration deflates
-    assert lz.iterations[0] < pw.iterations[0]
+    one = lambda alg: top_eigenvalues(model, x, y, k=1, tol=1e-3, algorithm=alg).iterations[0]
+    assert one('lanczos') < one('power')
     err = lambda r: ((r.values - exact).abs()/exact.abs()).max().item()
     assert err(lz) <= err(pw) and err(lz) < 1e-3, (lz, pw, exact)
 
