@@ -5,10 +5,13 @@ Run from the repository root with the project's environment: `python bench/hessi
 PyHessian is a dev requirement of the project (`pip install pyhessian`); nothing else is needed.
 
 Setup: SAT's SmallCNN trained for 3 epochs on the embedded digits, one batch of 32 training images, tol 1e-3, at most 100
-iterations, CPU, the model in eval mode for both libraries (PyHessian puts it there itself). Both libraries start power
-iteration from the same vector (PyHessian draws it from the global RNG after `torch.manual_seed(0)`, robustnb from a
-generator seeded with 0, parameter by parameter) and stop on the same rule, so they run the same number of iterations;
-the table prints them, and the time per Hessian-vector product as well as the total. Contenders run alternately
+iterations, CPU, the model in eval mode for both libraries (PyHessian puts it there itself). PyHessian runs power
+iteration and stops when its estimate moves by less than tol between iterations; robustnb runs Lanczos (its default)
+and stops on the same rule or on the gap theorem's error estimate, whichever comes first; its power iteration
+(`algorithm='power'`) starts from PyHessian's vector and runs the same iterations. The table prints the
+Hessian-vector products each took and each result's relative error against a tol-1e-9 reference, so that equal
+tolerance can be checked as equal (or better) accuracy. The trace: both libraries average the same number of
+Rademacher probes (different draws), printed with their standard errors. Contenders run alternately
 (A, B, A, B, ...), median of `--repeats` runs (see common.py).
 """
 import sys
@@ -71,19 +74,21 @@ def main(repeats=7):
           f'{torch.get_num_threads()} threads, median of {repeats} alternating runs\n')
 
     # --- top eigenvalue
-    ours = {m: top_eigenvalues(model, x, y, tol=tol, method=m) for m in ('double_backprop', 'forward_over_reverse')}
+    reference = top_eigenvalues(model, x, y, tol=1e-9, max_iter=60).values[0].item()
+    runs = {'robustnb double_backprop': dict(tol=tol),
+            'robustnb forward_over_reverse': dict(tol=tol, method='forward_over_reverse'),
+            'robustnb power iteration': dict(tol=tol, algorithm='power')}
+    ours = {name: top_eigenvalues(model, x, y, **kw) for name, kw in runs.items()}
     ph_value, ph_iters = pyhessian_top(model, x, y, tol)
-    fns = {'PyHessian 0.1': lambda: pyhessian_top(model, x, y, tol),
-           'robustnb double_backprop': lambda: top_eigenvalues(model, x, y, tol=tol),
-           'robustnb forward_over_reverse': lambda: top_eigenvalues(model, x, y, tol=tol, method='forward_over_reverse')}
+    fns = {'PyHessian 0.1': lambda: pyhessian_top(model, x, y, tol)}
+    fns.update({name: (lambda kw: lambda: top_eigenvalues(model, x, y, **kw))(kw) for name, kw in runs.items()})
     t = time_alternating(fns, repeats=repeats)
-    iters = {'PyHessian 0.1': ph_iters, 'robustnb double_backprop': ours['double_backprop'].iterations[0],
-             'robustnb forward_over_reverse': ours['forward_over_reverse'].iterations[0]}
-    print(ratio_table(t, 'PyHessian 0.1', 'top eigenvalue, total time (graph + power iteration)'))
-    print(f'\n{"contender":<32}{"eigenvalue":>12}{"iterations":>12}{"ms/iteration":>14}')
-    for k, v in (('PyHessian 0.1', ph_value), ('robustnb double_backprop', ours['double_backprop'].values[0].item()),
-                 ('robustnb forward_over_reverse', ours['forward_over_reverse'].values[0].item())):
-        print(f'{k:<32}{v:>12.5f}{iters[k]:>12d}{1000 * t[k] / iters[k]:>14.2f}')
+    print(ratio_table(t, 'PyHessian 0.1', 'top eigenvalue, total time (gradient graph + products)'))
+    print(f'\n{"contender":<32}{"eigenvalue":>12}{"rel. error":>12}{"products":>10}{"ms/product":>12}   (reference {reference:.5f})')
+    results = {'PyHessian 0.1': (ph_value, ph_iters)}
+    results.update({name: (e.values[0].item(), e.iterations[0]) for name, e in ours.items()})
+    for k, (v, it) in results.items():
+        print(f'{k:<32}{v:>12.5f}{abs(v - reference) / abs(reference):>12.1e}{it:>10d}{1000 * t[k] / it:>12.2f}')
 
     # --- one Hessian-vector product
     gen = torch.Generator().manual_seed(1)
@@ -101,6 +106,14 @@ def main(repeats=7):
     fns = {'PyHessian 0.1 trace': lambda: pyhessian_trace(model, x, y, n),
            'robustnb hessian_trace': lambda: hessian_trace(model, x, y, n_samples=n)}
     print('\n' + ratio_table(time_alternating(fns, repeats=repeats), 'PyHessian 0.1 trace', f'Hutchinson trace, {n} probes'))
+    import statistics
+    model.zero_grad(set_to_none=True); torch.manual_seed(0)
+    import pyhessian
+    draws = pyhessian.hessian(model, nn.CrossEntropyLoss(), data=(x, y), cuda=False).trace(maxIter=n, tol=-1.0)
+    model.zero_grad(set_to_none=True)
+    mean, se = hessian_trace(model, x, y, n_samples=n)
+    print(f'estimates: PyHessian {statistics.mean(draws):.2f} +- {statistics.stdev(draws) / n**0.5:.2f}, '
+          f'robustnb {mean:.2f} +- {se:.2f} (standard errors)')
 
     # --- SAT's Taylor bounds
     xb, yb = digits.images[:128], digits.labels[:128]

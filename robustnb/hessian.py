@@ -104,16 +104,19 @@ class _HessianOperator:
 
     def unflatten(self, v): return {n: t.view(s).clone() for n, t, s in zip(self.names, v.split(self.sizes), self.shapes)}
 
-    def flat_batch(self, V):
-        "H v for each row of `V` (B, n) in one batched pass (`is_grads_batched`: vmap over the products); returns (B, n)."
-        if self.method == 'forward_over_reverse': return torch.stack([self.flat(v) for v in V])
-        out = torch.zeros_like(V)
-        if not self._live: return out
+    def _batch(self, V):
+        "H v for each row of `V` (B, n), one batched pass (`is_grads_batched`: vmap over the products), per parameter."
         views = [t.view(len(V), *s) for t, s in zip(V.split(self.sizes, dim=1), self.shapes)]
-        hv = torch.autograd.grad(self._grads, self.params, [views[i] for i in self._live], retain_graph=True,
-                                 is_grads_batched=True, allow_unused=True, materialize_grads=True)
-        for dst, h in zip(out.split(self.sizes, dim=1), hv): dst.copy_(h.reshape(len(V), -1))
-        return out
+        if self.method == 'forward_over_reverse':
+            return [torch.stack(hs) for hs in zip(*(self([w[b] for w in views]) for b in range(len(V))))], views
+        if not self._live: return [torch.zeros_like(w) for w in views], views
+        return torch.autograd.grad(self._grads, self.params, [views[i] for i in self._live], retain_graph=True,
+                                   is_grads_batched=True, allow_unused=True, materialize_grads=True), views
+
+    def quadratic_forms(self, V):
+        "v^T H v for each row of `V` (B, n), without assembling the products into one (B, n) tensor."
+        hv, views = self._batch(V)
+        return sum((h * w).flatten(1).sum(1) for h, w in zip(hv, views))
 
     def gradient(self):
         "The loss's gradient as a flat vector (free with double backprop: the operator already holds it)."
@@ -179,35 +182,54 @@ def _power_iteration(op, k, tol, max_iter, seed):
         found.append(v); values.append(lam); iterations.append(it)
     return Eigenpairs(torch.tensor(values, dtype=p0.dtype), [op.unflatten(v) for v in found], iterations)
 
+def _ritz_error(theta, S, beta):
+    """Estimated distance of each Ritz value to an eigenvalue of H. The residual of Ritz pair i is r_i = beta |S[-1, i]|
+    (the last row of the tridiagonal's eigenvectors); the gap theorem bounds |lambda - theta_i| by r_i^2 / delta_i,
+    delta_i the distance to the rest of the spectrum, estimated by the other Ritz values each moved toward theta_i by
+    its own residual. Where no positive gap is known, r_i itself (some eigenvalue always lies within r_i of theta_i)."""
+    r = beta * S[-1].abs()
+    if len(theta) == 1: return r
+    dist = (theta[:, None] - theta[None, :]).abs() - r[None, :]
+    dist.fill_diagonal_(float('inf'))
+    delta = dist.min(1).values
+    return torch.where(delta > 0, torch.minimum(r**2 / delta.clamp_min(1e-300), r), r)
+
 def _lanczos(op, k, tol, max_iter, seed, start='gradient'):
-    """Lanczos with full reorthogonalization: the k Ritz values of largest magnitude, stopped when none moves by `tol`
-    between two products (PyHessian's rule for its power iteration). It starts from the loss's gradient plus a tenth of
-    a seeded random direction: the gradient points mostly along the top eigenvectors, and the random part keeps every
-    direction in reach (a zero gradient leaves the random start alone)."""
+    """Lanczos with full reorthogonalization: the k Ritz values of largest magnitude, stopped when each is within `tol`
+    (relative) of an eigenvalue by the gap theorem's estimate, or moved by less than `tol` between two products
+    (PyHessian's rule for its power iteration). It starts from the loss's gradient plus a tenth of a seeded random
+    direction: the gradient points mostly along the top eigenvectors, and the random part keeps every direction in
+    reach (a zero gradient leaves the random start alone)."""
     p0 = op.params[0]
     gen = torch.Generator(device=p0.device).manual_seed(seed)
     n = sum(op.sizes)
     r = torch.cat([torch.randn(p.shape, generator=gen, device=p.device, dtype=p.dtype).reshape(-1) for p in op.params])
     q, g = r/r.norm(), op.gradient()
     if start == 'gradient' and g.norm() > 0: q = g/g.norm() + 0.1*q   # the top eigenvector leans toward the gradient
-    Q = torch.empty(min(max_iter, n) + 1, n, dtype=p0.dtype, device=p0.device)   # the Krylov basis, one row per product
+    # the Krylov basis, one row per product; it grows by doubling, so a large model never holds max_iter rows it won't use
+    Q = torch.empty(min(8, max_iter, n) + 1, n, dtype=p0.dtype, device=p0.device)
     Q[0] = q/q.norm()
     alphas, betas, prev, w = [], [], None, torch.empty_like(q)
     for j in range(min(max_iter, n)):
         op.flat(Q[j], out=w)
         alphas.append((w @ Q[j]).item())
-        for _ in range(2):                                   # full reorthogonalization (twice is enough: Parlett's rule)
-            w.sub_(Q[:j + 1].T @ (Q[:j + 1] @ w))
+        # full reorthogonalization; a second pass only when the first cancelled most of w (Kahan-Parlett: "twice is
+        # enough"), so rounding never brings back directions already in the basis
+        before = w.norm()
+        w.sub_((Q[:j + 1] @ w) @ Q[:j + 1])
+        if w.norm() < 0.7*before: w.sub_((Q[:j + 1] @ w) @ Q[:j + 1])
         T = torch.diag(torch.tensor(alphas, dtype=torch.float64))
         if betas: T += torch.diag(torch.tensor(betas, dtype=torch.float64), 1) + torch.diag(torch.tensor(betas, dtype=torch.float64), -1)
         theta, S = torch.linalg.eigh(T)
         top = theta.abs().argsort(descending=True)[:k]       # largest magnitude, as power iteration finds them
         values = theta[top]
         beta = w.norm().item()
-        done = len(values) == k and prev is not None and len(prev) == k and \
-               bool(((values - prev).abs()/(prev.abs() + 1e-6) < tol).all())
+        moved = len(values) == k and prev is not None and len(prev) == k and \
+                bool(((values - prev).abs()/(prev.abs() + 1e-6) < tol).all())
+        done = len(values) == k and (moved or bool((_ritz_error(theta, S, beta)[top] <= tol*values.abs()).all()))
         if done or beta < 1e-10*max(abs(a) for a in alphas) or j + 1 == min(max_iter, n): break   # converged, or invariant
         prev = values
+        if j + 2 > len(Q): Q = torch.cat([Q, torch.empty_like(Q[:min(len(Q), min(max_iter, n) + 1 - len(Q))])])
         betas.append(beta); Q[j + 1] = w/beta
     vecs = (S[:, top].to(p0.dtype).T @ Q[:len(alphas)])      # Ritz vectors, unit norm
     return Eigenpairs(values.to(p0.dtype), [op.unflatten(v/v.norm()) for v in vecs], [len(alphas)]*len(values))
@@ -242,9 +264,10 @@ def hessian_trace(model, x, y, n_samples:int=100, loss_fn=None, seed:int=0, meth
         n = sum(op.sizes)
         draws = []
         for start in range(0, n_samples, probes_per_pass):
-            V = torch.stack([torch.randint(0, 2, (n,), generator=gen, device=p0.device).to(p0.dtype) * 2 - 1
-                             for _ in range(min(probes_per_pass, n_samples - start))])
-            draws += ((op.flat_batch(V) * V).sum(1)).tolist()
+            # Rademacher rows drawn as floats directly: the same numbers as integers, without an int64 copy
+            V = torch.randint(0, 2, (min(probes_per_pass, n_samples - start), n), generator=gen, device=p0.device,
+                              dtype=p0.dtype).mul_(2).sub_(1)
+            draws += op.quadratic_forms(V).tolist()
     d = torch.tensor(draws, dtype=torch.float64)
     return d.mean().item(), (d.std() / math.sqrt(n_samples)).item()
 
