@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import bench_parser, parse_bench_args, ratio_table, time_alternating  # noqa: E402
+from common import bench_parser, parse_bench_args, ratio_table, time_alternating, under_amp  # noqa: E402
 
 from robustnb.attacks import frozen_eval, pgd  # noqa: E402
 from robustnb.models import create_model  # noqa: E402
@@ -62,7 +62,7 @@ def main(argv=None):
     p = bench_parser(__doc__)
     p.add_argument('--models', default='smallcnn,prn20', help='comma-separated subset of smallcnn, prn20')
     args = parse_bench_args(p, argv)
-    print(f'torch {torch.__version__}, {args.device}, {torch.get_num_threads()} threads; PGD-{STEPS}, eps {EPS:.4f}, alpha {ALPHA:.4f}, batch {BATCH}')
+    print(f'torch {torch.__version__}, {args.device}, amp {args.amp or "off"}, {torch.get_num_threads()} threads; PGD-{STEPS}, eps {EPS:.4f}, alpha {ALPHA:.4f}, batch {BATCH}')
     torch.manual_seed(0)
     setups = {'smallcnn': ('SmallCNN 28x28x1', lambda: create_model('smallcnn', dataset='mnist'), (1, 28, 28)),
               'prn20': ('PreActResNet-20 32x32x3', lambda: create_model('preactresnet20', dataset='cifar10'), (3, 32, 32))}
@@ -71,7 +71,7 @@ def main(argv=None):
         model = make().to(args.device)
         model.eval()
         x, y = torch.rand(BATCH, *shape, device=args.device), torch.randint(0, 10, (BATCH,), device=args.device)
-        fns = contenders(model, x, y)
+        fns = under_amp(contenders(model, x, y), args)
         med = time_alternating(fns, repeats=args.repeats, warmup=2)
         print()
         print(ratio_table(med, 'floor: 10 x (fwd + bwd input)', title=f'{name}: ratio to the floor'))

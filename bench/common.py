@@ -34,12 +34,26 @@ def ratio_table(medians, baseline, title=''):
 
 
 def bench_parser(doc, repeats=7):
-    "An argument parser described by the first line of `doc`, with the options every script has: --repeats and --threads."
+    "An argument parser described by the first line of `doc`, with the options every script has: --repeats, --threads, --device, --amp."
     p = argparse.ArgumentParser(description=doc.splitlines()[0])
     p.add_argument('--repeats', type=int, default=repeats, help=f'alternating rounds (>= 5; default {repeats})')
     p.add_argument('--threads', type=int, default=None, help="torch intra-op threads (default: torch's default)")
     p.add_argument('--device', default='cpu', help="where models and data live: 'cpu' (default) or 'cuda'")
+    p.add_argument('--amp', choices=('bf16', 'fp16'), default=None,
+                   help="time every contender under torch.autocast with this dtype (default: float32)")
     return p
+
+
+def under_amp(fns, args):
+    "Each function of `fns` run under `torch.autocast(args.device, args.amp)`; `fns` itself when --amp is not given."
+    if not args.amp: return fns
+    import torch
+    dtype, dev = {'bf16': torch.bfloat16, 'fp16': torch.float16}[args.amp], torch.device(args.device).type
+    def wrap(f):
+        def run():
+            with torch.autocast(dev, dtype=dtype): return f()
+        return run
+    return {k: wrap(f) for k, f in fns.items()}
 
 
 def parse_bench_args(parser, argv=None):

@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import bench_parser, parse_bench_args, ratio_table, time_alternating  # noqa: E402
+from common import bench_parser, parse_bench_args, ratio_table, time_alternating, under_amp  # noqa: E402
 
 from robustnb.attacks import pgd  # noqa: E402
 from robustnb.double_backward import fast_double_backward  # noqa: E402
@@ -27,11 +27,11 @@ from robustnb.models import create_model  # noqa: E402
 BATCH = 128
 
 
-def contenders():
+def contenders(device='cpu'):
     torch.manual_seed(0)
-    x, y = torch.rand(BATCH, 3, 32, 32), torch.randint(0, 10, (BATCH,))
+    x, y = torch.rand(BATCH, 3, 32, 32, device=device), torch.randint(0, 10, (BATCH,), device=device)
     j_t = 1e-3*torch.randn_like(x)
-    model = create_model('preactresnet20', dataset='cifar10').train()
+    model = create_model('preactresnet20', dataset='cifar10').to(device).train()
 
     def student_step(fast):
         xg = x.clone().requires_grad_()
@@ -51,10 +51,10 @@ def contenders():
             'PGD-10 AT step (reference)': pgd_step}
 
 
-def hvp_contenders(products=5):
+def hvp_contenders(device='cpu', products=5):
     torch.manual_seed(0)
-    x, y = torch.rand(BATCH, 3, 32, 32), torch.randint(0, 10, (BATCH,))
-    model = create_model('preactresnet20', dataset='cifar10').eval()
+    x, y = torch.rand(BATCH, 3, 32, 32, device=device), torch.randint(0, 10, (BATCH,), device=device)
+    model = create_model('preactresnet20', dataset='cifar10').to(device).eval()
     params = list(model.parameters())
     v = [torch.randn_like(p) for p in params]
 
@@ -70,12 +70,12 @@ def hvp_contenders(products=5):
 
 def main(argv=None):
     args = parse_bench_args(bench_parser(__doc__), argv)
-    print(f'torch {torch.__version__}, {torch.get_num_threads()} threads; PreActResNet-20 32x32x3, batch {BATCH}, train mode, '
+    print(f'torch {torch.__version__}, {args.device}, amp {args.amp or "off"}, {torch.get_num_threads()} threads; PreActResNet-20 32x32x3, batch {BATCH}, train mode, '
           f'median of {args.repeats} alternating rounds')
-    med = time_alternating(contenders(), repeats=args.repeats, warmup=1)
+    med = time_alternating(under_amp(contenders(args.device), args), repeats=args.repeats, warmup=1)
     print()
     print(ratio_table(med, 'PyTorch double backward', title='seconds per student step, ratio to PyTorch double backward'))
-    med = time_alternating(hvp_contenders(), repeats=args.repeats, warmup=1)
+    med = time_alternating(under_amp(hvp_contenders(args.device), args), repeats=args.repeats, warmup=1)
     print()
     print(ratio_table(med, 'PyTorch double backward', title='Hessian-vector products, eval mode: gradient graph + 5 products'))
 

@@ -23,6 +23,10 @@ step reproduce-smoke robustnb reproduce all --scale smoke --device "$device" --r
 if [ "$device" = cuda ]; then
   step bench-attacks python bench/attacks.py --device cuda
   step bench-recipes python bench/recipes.py --device cuda
+  step bench-recipes-bf16 python bench/recipes.py --device cuda --amp bf16
+  step bench-gpu python bench/gpu.py --device cuda
+else
+  step bench-gpu-selfcheck python bench/gpu.py --device cpu --small
 fi
 echo
 printf '%-34s %-8s %7s  %s\n' check device time status

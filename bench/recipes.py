@@ -31,7 +31,7 @@ from robustnb.train import fit  # noqa: E402
 BATCH = 128
 
 
-def contenders(batches, device='cpu'):
+def contenders(batches, device='cpu', amp=None):
     torch.manual_seed(0)
     data = (torch.rand(batches*BATCH, 3, 32, 32), torch.randint(0, 10, (batches*BATCH,)))
     teacher = create_model('preactresnet20', dataset='cifar10').eval()
@@ -44,7 +44,7 @@ def contenders(batches, device='cpu'):
     fns = {}
     for name, recipe in recipes.items():
         model = create_model('preactresnet20', dataset='cifar10')
-        fns[name] = (lambda m, r: lambda: fit(m, r, data, epochs=1, batch_size=BATCH, lr=0.01, device=device, progress=False))(model, recipe)
+        fns[name] = (lambda m, r: lambda: fit(m, r, data, epochs=1, batch_size=BATCH, lr=0.01, device=device, amp=amp, progress=False))(model, recipe)
     return fns
 
 
@@ -52,9 +52,9 @@ def main(argv=None):
     p = bench_parser(__doc__, repeats=5)
     p.add_argument('--batches', type=int, default=3, help='batches of 128 per epoch (default 3)')
     args = parse_bench_args(p, argv)
-    print(f'torch {torch.__version__}, {args.device}, {torch.get_num_threads()} threads; PreActResNet-20 32x32x3, batch {BATCH}, '
+    print(f'torch {torch.__version__}, {args.device}, amp {args.amp or "off"}, {torch.get_num_threads()} threads; PreActResNet-20 32x32x3, batch {BATCH}, '
           f'{args.batches} batches per epoch, median of {args.repeats} alternating rounds')
-    med = time_alternating(contenders(args.batches, args.device), repeats=args.repeats, warmup=1)
+    med = time_alternating(contenders(args.batches, args.device, args.amp), repeats=args.repeats, warmup=1)
     print()
     print(ratio_table(med, 'PGD-10 AT', title='seconds per training epoch, ratio to a PGD-10 AT epoch'))
     targets = {'IGAM (defaults)': 0.45, 'Sarkar phase 1 (cifar10 preset)': 0.5}
