@@ -456,6 +456,56 @@ def _make_optimizer(optimizer, model, lr, weight_decay, momentum=0.9):
     if callable(optimizer): return optimizer(model.parameters())
     raise ValueError(f"optimizer: expected None, 'sgd', 'adam', an Optimizer or a callable params -> Optimizer, got {optimizer!r}")
 
+def _resume(ckdir, resume, fingerprint, run_desc, model, opt, recipe, scaler, loader):
+    "`(history, best, start epoch, best weights)`: from `ckdir/last.pt` when resuming the same run, else a fresh start."
+    history, best, start, best_state = [], {'epoch': None, 'metric': -1.0}, 0, None
+    if ckdir is None: return history, best, start, best_state
+    if main_process():                                # temporary files of a write that was killed half-way
+        for stale in ckdir.glob('*.pt.*.tmp'): stale.unlink()
+    if resume and (ckdir/'last.pt').exists():
+        ck = load_checkpoint(ckdir/'last.pt')
+        _check_same_run(ckdir, ck, fingerprint, run_desc)   # a changed setting never resumes a stale run
+        model.load_state_dict(ck['model']); opt.load_state_dict(ck['optimizer']); recipe.load_state_dict(ck['recipe'])
+        if 'scaler' in ck: scaler.load_state_dict(ck['scaler'])
+        _set_rng_state(ck['rng'], loader)
+        history, best, start = ck['history'], ck['best'], ck['epoch']
+    if best['epoch'] is not None and (ckdir/'best.pt').exists(): best_state = load_checkpoint(ckdir/'best.pt')['model']
+    return history, best, start, best_state
+
+def _check_train_batch(x, y, num_classes, where, dev):
+    "Stop every process, before the step, when any of them holds NaN pixels or out-of-range labels."
+    bad_x = x.is_floating_point() and not bool(torch.isfinite(x).all())
+    bad_y = len(y) > 0 and (int(y.min()) < 0 or int(y.max()) >= num_classes)
+    if _any_rank(bad_x or bad_y, dev):
+        if bad_x: raise ValueError(f'train_data: {where} holds NaN or infinite pixels; nothing of this batch was trained on')
+        if bad_y: raise ValueError(f'train_data: {where} holds labels in [{int(y.min())}, {int(y.max())}]; the model has {num_classes} outputs')
+        raise ValueError(f'train_data: {where} of another process holds NaN pixels or out-of-range labels')
+
+def _train_step(model, train_model, recipe, opt, scaler, autocast, x, y, e, where, amp, max_grad_norm, dev) -> dict:
+    "One optimizer step of `recipe` on `(x, y)` at fractional epoch `e`; returns the recipe's loss terms."
+    model.train()
+    with autocast(): terms = recipe.loss(train_model, x, y, e)   # attacks inside keep x and delta in float32
+    if 'loss' not in terms: raise ValueError(f"recipe: {type(recipe).__name__}.loss must return a dict with a 'loss' entry")
+    if _any_rank(not _finite_terms(terms), dev):
+        _check_finite_terms(terms, where, 'before this step')
+        raise FloatingPointError(f'fit: a loss term is not finite in another process at {where}; training stopped before this step')
+    opt.zero_grad(set_to_none=True)
+    scaler.scale(terms['loss']).backward()
+    scaler.unscale_(opt)
+    if amp != 'fp16': _check_finite_grads(model, where)   # fp16: the scaler skips the step of an overflow
+    if max_grad_norm is not None: terms['grad_norm'] = torch.nn.utils.clip_grad_norm_(model.parameters(), max_grad_norm)
+    scaler.step(opt); scaler.update()
+    return {**terms, **recipe.after_step(model, x, y, e)}
+
+def _validate(model, val_data, eval_attack, dev, rank, world) -> dict:
+    "Clean (and robust, under `eval_attack`) accuracy in %; each process evaluates a slice and the counts are summed."
+    c, t = _all_sum(_counts(model, val_data, 512, dev, None, (rank, world)), dev)
+    row = {'val_clean': 100*c/t}
+    if eval_attack is not None:
+        c, t = _all_sum(_counts(model, val_data, 512, dev, eval_attack, (rank, world)), dev)
+        row['val_robust'] = 100*c/t
+    return row
+
 def fit(model:torch.nn.Module, recipe:Recipe, train_data, epochs:int=None, *, val_data=None, optimizer=None,
         lr_schedule=None, device='auto', checkpoint_dir=None, resume:bool=True, seed:int=0, eval_attack=None,
         lr:float=None, weight_decay:float=None, batch_size:int=None, keep_best:bool=True, callbacks=(),
@@ -464,16 +514,17 @@ def fit(model:torch.nn.Module, recipe:Recipe, train_data, epochs:int=None, *, va
     "Train `model` with `recipe` (settings: arguments, else the recipe's preset, else FIT_DEFAULTS); returns the per-epoch history."
     cfg = resolve_fit_config(recipe, epochs=epochs, optimizer=optimizer, lr_schedule=lr_schedule, lr=lr, momentum=momentum,
                              weight_decay=weight_decay, batch_size=batch_size, max_grad_norm=max_grad_norm)
-    epochs, max_grad_norm = cfg['epochs'], cfg['max_grad_norm']
+    epochs = cfg['epochs']
     if not isinstance(model, torch.nn.Module): raise TypeError(f'model: expected a torch.nn.Module, got {type(model).__name__}')
     check_bool('resume', resume); check_bool('keep_best', keep_best); check_bool('progress', progress)
     check_bool('sync_batchnorm', sync_batchnorm); check_bool('channels_last', channels_last); check_bool('compile', compile)
     if amp not in AMP_DTYPES: raise ValueError(f"amp: expected None, 'bf16' or 'fp16', got {amp!r:.40}")
+    # --- distributed setup, data, optimizer
     ctx = distributed_context()                      # (rank, world, local rank) under torchrun, else None
     rank, world = (ctx[0], ctx[1]) if ctx is not None else (0, 1)
     if ctx is not None and device == 'auto' and torch.cuda.is_available(): device = f'cuda:{ctx[2]}'
     dev = check_device('device', device)
-    set_seed(seed)                                   # a resumed run restores the generators from its checkpoint below
+    set_seed(seed)                                   # a resumed run restores the generators from its checkpoint
     model.to(dev)
     if channels_last: model.to(memory_format=torch.channels_last)   # NHWC convolutions (faster on recent GPUs); same maths
     if ctx is None: loader = as_loader(train_data, batch_size=cfg['batch_size'], shuffle=True, seed=seed)  # a DataLoader as is
@@ -491,20 +542,9 @@ def fit(model:torch.nn.Module, recipe:Recipe, train_data, epochs:int=None, *, va
     if compile: train_model = torch.compile(train_model)    # the training forward; attacks and evaluation run the model as is
     autocast = (lambda: torch.autocast(dev.type, dtype=AMP_DTYPES[amp])) if amp else contextlib.nullcontext
     scaler = torch.amp.GradScaler(dev.type, enabled=amp == 'fp16')   # fp16 only: bf16 has float32's range
-    history, best, start = [], {'epoch': None, 'metric': -1.0}, 0
     ckdir = Path(checkpoint_dir) if checkpoint_dir is not None else None
-    if ckdir is not None and main_process():         # temporary files of a write that was killed half-way
-        for stale in ckdir.glob('*.pt.*.tmp'): stale.unlink()
-    if ckdir is not None and resume and (ckdir/'last.pt').exists():
-        ck = load_checkpoint(ckdir/'last.pt')
-        _check_same_run(ckdir, ck, fingerprint, run_desc)   # a changed setting never resumes a stale run
-        model.load_state_dict(ck['model']); opt.load_state_dict(ck['optimizer']); recipe.load_state_dict(ck['recipe'])
-        if 'scaler' in ck: scaler.load_state_dict(ck['scaler'])
-        _set_rng_state(ck['rng'], loader)
-        history, best, start = ck['history'], ck['best'], ck['epoch']
-    best_state = None
-    if best['epoch'] is not None and ckdir is not None and (ckdir/'best.pt').exists():
-        best_state = load_checkpoint(ckdir/'best.pt')['model']
+    history, best, start, best_state = _resume(ckdir, resume, fingerprint, run_desc, model, opt, recipe, scaler, loader)
+    # --- the epochs
     n = len(loader)
     for epoch in range(start, epochs):
         recipe.on_epoch_start(model, epoch)
@@ -512,46 +552,24 @@ def fit(model:torch.nn.Module, recipe:Recipe, train_data, epochs:int=None, *, va
         sums, t0 = {}, time.perf_counter()
         bar = tqdm(loader, desc=f'epoch {epoch + 1}/{epochs}', disable=not progress, leave=False)
         for i, (x, y) in enumerate(bar):
-            x, y, e = x.to(dev), y.to(dev), epoch + i/n
-            where = f'epoch {epoch + 1}, batch {i + 1} of {n}'
-            bad_x = x.is_floating_point() and not bool(torch.isfinite(x).all())
-            bad_y = len(y) > 0 and (int(y.min()) < 0 or int(y.max()) >= num_classes)
-            if _any_rank(bad_x or bad_y, dev):       # every process stops, not only the one holding the bad batch
-                if bad_x: raise ValueError(f'train_data: {where} holds NaN or infinite pixels; nothing of this batch was trained on')
-                if bad_y: raise ValueError(f'train_data: {where} holds labels in [{int(y.min())}, {int(y.max())}]; the model has {num_classes} outputs')
-                raise ValueError(f'train_data: {where} of another process holds NaN pixels or out-of-range labels')
+            x, y, e, where = x.to(dev), y.to(dev), epoch + i/n, f'epoch {epoch + 1}, batch {i + 1} of {n}'
+            _check_train_batch(x, y, num_classes, where, dev)
             factor = schedule(e)
             for g in opt.param_groups: g['lr'] = g['initial_lr']*factor
             recipe.set_lr_factor(factor)
-            model.train()
-            with autocast(): terms = recipe.loss(train_model, x, y, e)   # attacks inside keep x and delta in float32
-            if 'loss' not in terms: raise ValueError(f"recipe: {type(recipe).__name__}.loss must return a dict with a 'loss' entry")
-            if _any_rank(not _finite_terms(terms), dev):
-                _check_finite_terms(terms, where, 'before this step')
-                raise FloatingPointError(f'fit: a loss term is not finite in another process at {where}; training stopped before this step')
-            opt.zero_grad(set_to_none=True)
-            scaler.scale(terms['loss']).backward()
-            scaler.unscale_(opt)
-            if amp != 'fp16': _check_finite_grads(model, where)   # fp16: the scaler skips the step of an overflow
-            if max_grad_norm is not None: terms['grad_norm'] = torch.nn.utils.clip_grad_norm_(model.parameters(), max_grad_norm)
-            scaler.step(opt); scaler.update()
-            terms = {**terms, **recipe.after_step(model, x, y, e)}
+            terms = _train_step(model, train_model, recipe, opt, scaler, autocast, x, y, e, where, amp, cfg['max_grad_norm'], dev)
             for k, v in terms.items(): sums[k] = sums.get(k, 0.0) + float(v.detach() if torch.is_tensor(v) else v)
             if progress: bar.set_postfix({k: f'{v/(i + 1):.3f}' for k, v in sums.items()})
         keys = list(sums)                            # the same order in every process: the same code ran
         totals = _all_sum([sums[k] for k in keys] + [n], dev)   # the mean over every process's batches
         row = {'epoch': epoch + 1, 'lr': opt.param_groups[0]['lr'], **{k: v/totals[-1] for k, v in zip(keys, totals)},
                'seconds': time.perf_counter() - t0}
-        if val_data is not None:                    # each process evaluates a slice; the counts are summed
-            c, t = _all_sum(_counts(model, val_data, 512, dev, None, (rank, world)), dev)
-            row['val_clean'] = 100*c/t
-            if eval_attack is not None:
-                c, t = _all_sum(_counts(model, val_data, 512, dev, eval_attack, (rank, world)), dev)
-                row['val_robust'] = 100*c/t
+        # --- evaluation and checkpoints (rank 0 writes)
+        if val_data is not None:
+            row.update(_validate(model, val_data, eval_attack, dev, rank, world))
             metric = row.get('val_robust', row['val_clean'])
             if keep_best and metric > best['metric']:
-                best = {'epoch': epoch + 1, 'metric': metric}
-                best_state = copy.deepcopy(model.state_dict())
+                best, best_state = {'epoch': epoch + 1, 'metric': metric}, copy.deepcopy(model.state_dict())
                 if ckdir is not None and main_process():
                     atomic_save({'format': CHECKPOINT_FORMAT, 'epoch': epoch + 1, 'model': best_state,
                                  'run': {'fingerprint': fingerprint}}, ckdir/'best.pt')
