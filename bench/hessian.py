@@ -93,7 +93,7 @@ def main(repeats=7):
     # --- one Hessian-vector product
     gen = torch.Generator().manual_seed(1)
     v = [torch.randn(p.shape, generator=gen) for p in model.parameters()]
-    op = _HessianOperator(model, x, y)
+    op = _HessianOperator(model, [(x, y)])
     fns = {'forward+backward': lambda: torch.autograd.grad(F.cross_entropy(model(x), y), list(model.parameters())),
            'hvp double_backprop': lambda: hvp(model, x, y, v),
            'hvp forward_over_reverse': lambda: hvp(model, x, y, v, method='forward_over_reverse'),

@@ -26,6 +26,7 @@ import numbers
 import torch
 import torch.nn.functional as F
 from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DataLoader
 
 from .checks import (check_bool, check_finite, check_images, check_int, check_labels, check_logits,
                              check_model_input, check_nonnegative, check_number, check_positive, is_image_model,
@@ -97,7 +98,7 @@ def _check_call(sig, names, args, kwargs, m, model_name='model'):
     x = None
     if 'x' in names:
         x, _ = get('x')
-        if x is not inspect.Parameter.empty and x is not None:
+        if x is not inspect.Parameter.empty and x is not None and not isinstance(x, DataLoader):   # a loader: its batches are checked where they are used
             # an image model (convolutional) takes (N, C, H, W) pixels in [0, 1]; other models (toy MLPs) any finite (N, ...)
             conv = is_image_model(m)
             check_images('x', x, unit=conv, min_ndim=4 if conv else 2); check_model_input(m, x, model_name=model_name)

@@ -323,6 +323,7 @@ EXEMPT = {
     'double_backward.fast_double_backward': 'takes no argument',
     'saliency.ChannelMean': 'takes no argument',
     'hessian.Eigenpairs': 'a named tuple returned by top_eigenvalues',
+    'hessian.TraceEstimate': 'a named tuple returned by hessian_trace',
     'train.Recipe': 'an abstract base class: its subclasses are walked',
     'train.distributed_context': 'takes no argument',
     'train.main_process': 'takes no argument',
