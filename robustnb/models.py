@@ -4,13 +4,16 @@
 
 # %% auto #0
 __all__ = ['SMALLCNN_LAYOUTS', 'MODEL_NAMES', 'Normalize', 'Classifier', 'SmallCNN', 'MadryCNN', 'PreActBlock', 'PreActResNet20',
-           'WideResNet', 'TorchvisionResNet', 'Discriminator', 'create_model', 'save_model', 'load_model']
+           'WideResNet', 'TorchvisionResNet', 'AdaptedClassifier', 'as_classifier', 'Discriminator', 'create_model',
+           'save_model', 'load_model']
 
 # %% ../nbs/01_models.ipynb #ae489bd4
 """Classifiers and discriminators used by the papers (SAT App. A, IGAM §5 and App. A, Sarkar §5, ADT §4.1, AGKD-BML supp.).
 
 Every classifier starts with `Normalize` (inputs in [0,1]) and exposes `features(x)` and `feature_maps(x)`."""
+import importlib
 import math
+from collections import OrderedDict
 from pathlib import Path
 
 import torch
@@ -192,6 +195,64 @@ class TorchvisionResNet(Classifier):
         self.fc = net.fc
     def feature_maps(self, x): return self.layer4(self.layer3(self.layer2(self.layer1(self.stem(self.normalize(x))))))
 
+# %% ../nbs/01_models.ipynb #99deb010
+_BUILDER_MODULES = ('torchvision.models', 'timm')      # where a saved adapted model may be rebuilt from (no other code runs)
+
+def _builder(name):
+    "The network constructor `name` ('torchvision.models.resnet18', 'timm.create_model'), from an allowed module only."
+    if not isinstance(name, str) or not any(name.startswith(m + '.') for m in _BUILDER_MODULES):
+        raise ValueError(f"builder: expected the dotted name of a constructor in {' or '.join(_BUILDER_MODULES)} "
+                         f"(e.g. 'torchvision.models.resnet18'), got {name!r:.80}")
+    module, _, fn = name.rpartition('.')
+    f = getattr(importlib.import_module(module), fn, None)
+    if not callable(f): raise ValueError(f'builder: {module} has no constructor {fn!r}')
+    return f
+
+class AdaptedClassifier(Classifier):
+    """A network whose forward is `fc(pool(body(x)))`, in robustnb's `Classifier` form: `feature_maps` = the body's
+    output (the last convolutional maps), `features` = their pooled vector, `fc` = the last layer; see `as_classifier`."""
+    def __init__(self, net=None, *, feature_maps:str='layer4', fc:str='fc', pool=None, mean=None, std=None,
+                 builder:str=None, builder_kwargs:dict=None):
+        super().__init__()
+        make = _builder(builder) if builder is not None else None       # checked even beside a given net: save_model needs it
+        if builder_kwargs is not None and not (isinstance(builder_kwargs, dict) and all(isinstance(k, str) for k in builder_kwargs)):
+            raise TypeError(f'builder_kwargs: expected None or a dict of keyword arguments, got {builder_kwargs!r:.60}')
+        if net is None:
+            if make is None: raise TypeError('net: expected a network (or builder=, the dotted name of its constructor)')
+            net = make(**(builder_kwargs or {}))
+        if not isinstance(net, nn.Module): raise TypeError(f'net: expected a torch.nn.Module, got {type(net).__name__}')
+        children = list(net.named_children())
+        names = [n for n, _ in children]
+        if not isinstance(feature_maps, str) or feature_maps not in names:
+            raise ValueError(f"feature_maps: expected the name of one of {type(net).__name__}'s children {names}, got {feature_maps!r:.60}")
+        head = getattr(net, fc, None) if isinstance(fc, str) else None
+        if not isinstance(head, nn.Module): raise ValueError(f"fc: expected the name of {type(net).__name__}'s last layer, got {fc!r:.60}")
+        if pool is not None and not callable(pool): raise TypeError(f'pool: expected None or a callable maps -> (N, D) features, got {type(pool).__name__}')
+        in_channels = next((m.in_channels for m in net.modules() if isinstance(m, nn.Conv2d)), 3)
+        self._record(feature_maps=feature_maps, fc=fc, mean=mean, std=std, builder=builder, builder_kwargs=builder_kwargs)
+        self.normalize = Normalize(mean, std if std is not None else (1.0,)*len(mean)) if mean is not None else nn.Identity()
+        self.body = nn.Sequential(OrderedDict(children[:names.index(feature_maps) + 1]))   # the children in order, up to the maps
+        self.fc, self._pool = head, pool
+        self.feature_dim = getattr(head, 'in_features', None)
+        self.in_channels = in_channels
+    def feature_maps(self, x): return self.body(self.normalize(x))
+    def features(self, x):
+        m = self.feature_maps(x)
+        return self._pool(m) if self._pool is not None else torch.flatten(F.adaptive_avg_pool2d(m, 1), 1)
+
+def as_classifier(net:nn.Module, feature_maps:str='layer4', fc:str='fc', pool=None, mean=None, std=None,
+                  builder:str=None, builder_kwargs:dict=None) -> AdaptedClassifier:
+    """`net` (a torchvision- or timm-style network) as a robustnb classifier, for Grad-CAM, attention maps, t-SNE,
+    AGKD-BML and `save_model`. `feature_maps`: the child whose output are the last convolutional maps (`net`'s children
+    up to it, in order, form the body: 'layer4' for torchvision's and timm's ResNets, 'features' for VGG); `fc`: the
+    last layer; `pool`: maps -> feature vectors (default: global average pooling, as ResNets do); `mean`/`std`: a
+    `Normalize` in front, for images in [0, 1]. `builder` (+ `builder_kwargs`): the dotted name of `net`'s constructor
+    in torchvision.models or timm, recorded so that `save_model`/`load_model` can rebuild it. The wrapper shares `net`'s
+    modules (no copy). Check once that `as_classifier(net)(x)` equals `net(x)`: a network whose forward does more than
+    body, pool and last layer needs its own `pool`."""
+    return AdaptedClassifier(net, feature_maps=feature_maps, fc=fc, pool=pool, mean=mean, std=std, builder=builder,
+                             builder_kwargs=builder_kwargs)
+
 # %% ../nbs/01_models.ipynb #1c27113a
 def _check_widths(name, widths):
     "A non-empty sequence of positive ints (not bools), returned as a tuple."
@@ -216,7 +277,7 @@ class Discriminator(nn.Module):
 
 # %% ../nbs/01_models.ipynb #e02cc9ae
 _ARCHS = {'SmallCNN': SmallCNN, 'MadryCNN': MadryCNN, 'PreActResNet20': PreActResNet20, 'WideResNet': WideResNet,
-          'TorchvisionResNet': TorchvisionResNet, 'Discriminator': Discriminator}
+          'TorchvisionResNet': TorchvisionResNet, 'Discriminator': Discriminator, 'AdaptedClassifier': AdaptedClassifier}
 MODEL_NAMES = ('smallcnn', 'madry-mnist-cnn', 'preactresnet20', 'wrn-28-10', 'wrn-32-10', 'wrn-34-10', 'wrn-<depth>-<width>', 'resnet18', 'resnet34')
 
 def create_model(name:str, num_classes:int=None, in_channels:int=None, input_size:int=None, dataset:str=None, **kwargs) -> Classifier:
@@ -244,6 +305,9 @@ def save_model(model:nn.Module, path):
     arch = type(model).__name__
     if arch not in _ARCHS or not hasattr(model, 'config'):
         raise TypeError(f'model: expected a robustnb model ({", ".join(_ARCHS)}), got {arch}')
+    if arch == 'AdaptedClassifier' and (model.config['builder'] is None or model._pool is not None):
+        raise TypeError('model: an as_classifier model is saved with the name of its constructor (builder=) and the '
+                        'default pool; otherwise save its state_dict with torch.save and rebuild it with as_classifier')
     atomic_save({'arch': arch, 'config': dict(model.config), 'state_dict': model.state_dict()}, path)
 
 # bounds on a saved model's constructor arguments, checked before anything is allocated
@@ -253,6 +317,14 @@ def _check_config(path, arch, config):
     "A model file's config, bounded: a 1 KB file must not be able to ask for a network that exhausts memory."
     where = f'path: {str(path)!r} holds a {arch} config with'
     for k, v in config.items():
+        if k == 'builder_kwargs' and v is not None:         # a constructor's keywords: plain values, bounded sizes
+            if not isinstance(v, dict) or len(v) > 32 or not all(isinstance(a, str) for a in v):
+                raise ValueError(f'{where} builder_kwargs={v!r:.80}; expected a dict of at most 32 keywords')
+            for a, u in v.items():
+                if not (u is None or isinstance(u, (bool, str)) or (isinstance(u, float) and math.isfinite(u)) or
+                        (isinstance(u, int) and 0 <= u <= _CONFIG_BOUNDS.get(a, 100_000))):
+                    raise ValueError(f'{where} builder_kwargs[{a!r}]={u!r:.40}; expected None, a bool, a string, a finite number or a bounded int')
+        if k == 'builder' and v is not None: _builder(v)      # only torchvision.models or timm constructors
         if k in _CONFIG_BOUNDS and not (isinstance(v, int) and not isinstance(v, bool) and 0 < v <= _CONFIG_BOUNDS[k]):
             raise ValueError(f'{where} {k}={v!r}; expected an int in [1, {_CONFIG_BOUNDS[k]}]')
         if k == 'widths' and not (isinstance(v, (list, tuple)) and 0 < len(v) <= 16 and

@@ -124,6 +124,11 @@ def build_cases():
     c['models.Normalize'] = case(models.Normalize, {'mean': (0.5,), 'std': (0.5,)})
     c['models.PreActBlock'] = case(models.PreActBlock, {'cin': 4, 'cout': 4}, cin='int', cout='int', stride='int', dropout='fraction')
     c['models.Discriminator'] = case(models.Discriminator, {'in_channels': 1}, in_channels='int', negative_slope='nonneg')
+    import torchvision
+    tv = torchvision.models.resnet18(num_classes=10)
+    for n in ('as_classifier', 'AdaptedClassifier'):
+        c[f'models.{n}'] = case(getattr(models, n), {'net': tv}, net='module', feature_maps='name', fc='name', pool='callable',
+                                builder='name')
     c['models.create_model'] = case(models.create_model, {'name': 'smallcnn', 'dataset': 'digits'}, name='name',
                                     num_classes='int', dataset='name')
     c['models.save_model'] = case(models.save_model, {'model': M, 'path': f'{WALK}/m.pt'}, model='module')
@@ -313,6 +318,7 @@ def build_cases():
 
 # Public names that are not walked, each with the reason.
 EXEMPT = {
+    'plots.figures_folder': 'takes no argument',
     **{f'checks.{n}': 'the checkers themselves: each bad-input class is tested on them in 00a_checks'
        for n in importlib.import_module('robustnb.checks').__all__},
     'data.DatasetInfo': 'a record of constants returned by dataset_info, not built by users',
