@@ -5,7 +5,7 @@
 # %% auto #0
 __all__ = ['SMALLCNN_LAYOUTS', 'MODEL_NAMES', 'Normalize', 'Classifier', 'SmallCNN', 'MadryCNN', 'PreActBlock', 'PreActResNet20',
            'WideResNet', 'TorchvisionResNet', 'AdaptedClassifier', 'as_classifier', 'Discriminator', 'create_model',
-           'save_model', 'load_model']
+           'save_model', 'load_model', 'load_robustbench_wrn']
 
 # %% ../nbs/01_models.ipynb #ae489bd4
 """Classifiers and discriminators used by the papers (SAT App. A, IGAM §5 and App. A, Sarkar §5, ADT §4.1, AGKD-BML supp.).
@@ -13,6 +13,7 @@ __all__ = ['SMALLCNN_LAYOUTS', 'MODEL_NAMES', 'Normalize', 'Classifier', 'SmallC
 Every classifier starts with `Normalize` (inputs in [0,1]) and exposes `features(x)` and `feature_maps(x)`."""
 import importlib
 import math
+import re
 from collections import OrderedDict
 from pathlib import Path
 
@@ -356,3 +357,46 @@ def load_model(path, map_location='cpu') -> nn.Module:
     model.load_state_dict(ckpt['state_dict'])
     return model.to(check_device('map_location', map_location)).eval()
 
+
+# %% ../nbs/01_models.ipynb #93dde697
+def _robustbench_key(k):
+    "Our WideResNet's name for a key of a RobustBench (TRADES-layout) WideResNet, or None for keys its forward never uses."
+    k = k[len('module.'):] if k.startswith('module.') else k                 # saved under DataParallel
+    if k.startswith('sub_block1.'): return None                              # built by some variants, unused in forward
+    m = re.fullmatch(r'block([123])\.layer\.(\d+)\.(bn1|conv1|bn2|conv2|convShortcut)\.(\w+)', k)
+    if m:
+        s, i, part, t = m.groups()
+        return f"layer{s}.{i}.{'shortcut' if part == 'convShortcut' else part}.{t}"
+    if re.fullmatch(r'bn1\.\w+', k): return 'bn.' + k[4:]                     # the final BatchNorm
+    if re.fullmatch(r'(conv1|fc)\.\w+', k): return k
+    raise ValueError(f'path: the key {k!r} is not one of a RobustBench WideResNet (conv1, block1-3.layer.i.*, bn1, fc)')
+
+def load_robustbench_wrn(path, mean=None, std=None, map_location='cpu') -> 'WideResNet':
+    """A RobustBench WideResNet checkpoint you downloaded (the TRADES layout: `conv1`, `block{1,2,3}.layer.{i}.{bn1, conv1,
+    bn2, conv2, convShortcut}`, a final `bn1`, `fc`; keys may carry DataParallel's `module.`) as robustnb's `WideResNet`,
+    e.g. a robust teacher for IGAM, Sarkar, ADT or AGKD-BML. Read with `weights_only=True`; depth, width and classes come
+    from the weights. Most RobustBench CIFAR models take [0, 1] images with no normalization: pass `mean`/`std` only for
+    one trained on normalized inputs. Returned in eval mode."""
+    path = Path(path)
+    if not path.is_file(): raise FileNotFoundError(f'path: no checkpoint file at {str(path)!r}')
+    try: ck = torch.load(path, map_location='cpu', weights_only=True)
+    except Exception as e: raise ValueError(f'path: {str(path)!r} is not a weights-only PyTorch checkpoint ({type(e).__name__}: {e})') from None
+    for key in ('state_dict', 'model_state_dict', 'model'):                  # common wrappers around the weights
+        if isinstance(ck, dict) and isinstance(ck.get(key), dict): ck = ck[key]; break
+    if not isinstance(ck, dict) or not all(isinstance(k, str) and torch.is_tensor(v) for k, v in ck.items()):
+        raise ValueError(f'path: {str(path)!r} holds no state dict of tensors')
+    sd = {n: v for k, v in ck.items() if (n := _robustbench_key(k)) is not None}
+    if 'conv1.weight' not in sd or 'fc.weight' not in sd or 'layer1.0.conv1.weight' not in sd:
+        raise ValueError(f'path: {str(path)!r} lacks conv1, block1 or fc weights of a WideResNet')
+    blocks = 1 + max(int(k.split('.')[1]) for k in sd if k.startswith('layer1.'))
+    widen, classes = sd['layer1.0.conv1.weight'].shape[0] // 16, sd['fc.weight'].shape[0]
+    model = WideResNet(6*blocks + 4, widen, num_classes=classes, in_channels=sd['conv1.weight'].shape[1], mean=mean, std=std)
+    if 'fc.bias' not in sd: sd['fc.bias'] = torch.zeros(classes)           # RobustBench's bias_last=False
+    want = {k for k in model.state_dict() if not k.startswith('normalize.')}
+    if set(sd) != want:
+        extra, missing = sorted(set(sd) - want), sorted(want - set(sd))
+        raise ValueError(f'path: {str(path)!r} does not fit a WRN-{6*blocks + 4}-{widen} (unexpected {extra[:3]}, missing {missing[:3]})')
+    bad = [k for k in sd if sd[k].shape != model.state_dict()[k].shape]
+    if bad: raise ValueError(f'path: {str(path)!r}: {bad[0]} has shape {tuple(sd[bad[0]].shape)}, expected {tuple(model.state_dict()[bad[0]].shape)}')
+    model.load_state_dict(sd, strict=False)                                  # everything but our Normalize, checked above
+    return model.to(check_device('map_location', map_location)).eval()

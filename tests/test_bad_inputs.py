@@ -132,6 +132,9 @@ def build_cases():
     c['models.create_model'] = case(models.create_model, {'name': 'smallcnn', 'dataset': 'digits'}, name='name',
                                     num_classes='int', dataset='name')
     c['models.save_model'] = case(models.save_model, {'model': M, 'path': f'{WALK}/m.pt'}, model='module')
+    from test_robustbench import robustbench_state_dict
+    torch.save(robustbench_state_dict(prefix=''), f'{WALK}/rb.pt')
+    c['models.load_robustbench_wrn'] = case(models.load_robustbench_wrn, {'path': f'{WALK}/rb.pt'}, path='path', map_location='device')
     c['models.load_model'] = case(models.load_model, {'path': f'{WALK}/m.pt'}, path='path', map_location='device')
     # attacks
     c['attacks.untracked'] = case(attacks.untracked, {'module': M}, module='module')
