@@ -497,6 +497,23 @@ def _train_step(model, train_model, recipe, opt, scaler, autocast, x, y, e, wher
     scaler.step(opt); scaler.update()
     return {**terms, **recipe.after_step(model, x, y, e)}
 
+def _tensorboard(ckdir, start):
+    "A SummaryWriter in `ckdir/tensorboard` (torch.utils.tensorboard; the tensorboard package must be installed)."
+    try: from torch.utils.tensorboard import SummaryWriter
+    except ImportError as e:
+        raise ImportError('tensorboard: fit(tensorboard=True) needs the tensorboard package (pip install tensorboard)') from e
+    return SummaryWriter(str(ckdir/'tensorboard'), purge_step=start + 1)   # a resumed run drops the epochs it redoes
+
+def _write_history(history, ckdir, writer):
+    "history.csv beside the checkpoints (written atomically), and the last epoch's numbers to TensorBoard."
+    tmp = ckdir/f'history.csv.{os.getpid()}.tmp'
+    pd.DataFrame(history).to_csv(tmp, index=False); os.replace(tmp, ckdir/'history.csv')
+    if writer is not None:
+        row = history[-1]
+        for k, v in row.items():
+            if k != 'epoch' and isinstance(v, (int, float)) and math.isfinite(v): writer.add_scalar(k, v, row['epoch'])
+        writer.flush()
+
 def _validate(model, val_data, eval_attack, dev, rank, world) -> dict:
     "Clean (and robust, under `eval_attack`) accuracy in %; each process evaluates a slice and the counts are summed."
     c, t = _all_sum(_counts(model, val_data, 512, dev, None, (rank, world)), dev)
@@ -510,7 +527,7 @@ def fit(model:torch.nn.Module, recipe:Recipe, train_data, epochs:int=None, *, va
         lr_schedule=None, device='auto', checkpoint_dir=None, resume:bool=True, seed:int=0, eval_attack=None,
         lr:float=None, weight_decay:float=None, batch_size:int=None, keep_best:bool=True, callbacks=(),
         max_grad_norm:float=None, progress:bool=True, momentum:float=None, sync_batchnorm:bool=False, amp:str=None,
-        channels_last:bool=False, compile:bool=False) -> pd.DataFrame:
+        channels_last:bool=False, compile:bool=False, tensorboard:bool=False) -> pd.DataFrame:
     "Train `model` with `recipe` (settings: arguments, else the recipe's preset, else FIT_DEFAULTS); returns the per-epoch history."
     cfg = resolve_fit_config(recipe, epochs=epochs, optimizer=optimizer, lr_schedule=lr_schedule, lr=lr, momentum=momentum,
                              weight_decay=weight_decay, batch_size=batch_size, max_grad_norm=max_grad_norm)
@@ -518,6 +535,8 @@ def fit(model:torch.nn.Module, recipe:Recipe, train_data, epochs:int=None, *, va
     if not isinstance(model, torch.nn.Module): raise TypeError(f'model: expected a torch.nn.Module, got {type(model).__name__}')
     check_bool('resume', resume); check_bool('keep_best', keep_best); check_bool('progress', progress)
     check_bool('sync_batchnorm', sync_batchnorm); check_bool('channels_last', channels_last); check_bool('compile', compile)
+    check_bool('tensorboard', tensorboard)
+    if tensorboard and checkpoint_dir is None: raise ValueError('tensorboard: needs a checkpoint_dir to write its logs in')
     if amp not in AMP_DTYPES: raise ValueError(f"amp: expected None, 'bf16' or 'fp16', got {amp!r:.40}")
     # --- distributed setup, data, optimizer
     ctx = distributed_context()                      # (rank, world, local rank) under torchrun, else None
@@ -544,6 +563,7 @@ def fit(model:torch.nn.Module, recipe:Recipe, train_data, epochs:int=None, *, va
     scaler = torch.amp.GradScaler(dev.type, enabled=amp == 'fp16')   # fp16 only: bf16 has float32's range
     ckdir = Path(checkpoint_dir) if checkpoint_dir is not None else None
     history, best, start, best_state = _resume(ckdir, resume, fingerprint, run_desc, model, opt, recipe, scaler, loader)
+    writer = _tensorboard(ckdir, start) if tensorboard and main_process() else None
     # --- the epochs
     n = len(loader)
     for epoch in range(start, epochs):
@@ -580,8 +600,10 @@ def fit(model:torch.nn.Module, recipe:Recipe, train_data, epochs:int=None, *, va
                          'run': {'fingerprint': fingerprint, 'config': run_desc},
                          'model': model.state_dict(), 'optimizer': opt.state_dict(), 'recipe': recipe.state_dict(),
                          'rng': _rng_state(loader), 'history': history, 'best': best, 'scaler': scaler.state_dict()}, ckdir/'last.pt')
+            _write_history(history, ckdir, writer)
         if ctx is not None: dist.barrier()          # callbacks see the epoch's checkpoint on disk, in every process
         for cb in callbacks: cb(epoch + 1, row, model)
+    if writer is not None: writer.close()
     if keep_best and best_state is not None: model.load_state_dict(best_state)
     df = pd.DataFrame(history)
     df.attrs['best_epoch'] = best['epoch']
