@@ -9,6 +9,7 @@ __all__ = ['PAPERS', 'evaluation_subset', 'robust_accuracy', 'paper_attacks', 's
 """Robustness evaluation: accuracy tables in % with the papers' columns (Sarkar Tables 1-2 and 10, SAT Tables 1-3,
 IGAM Tables 1-3, ADT Tables 1-4, AGKD-BML supp. Tables 1-2), per-paper attack presets, black-box transfer columns
 (ADT Table 4) and the gradient-masking checklist of Athalye et al. (2018) and Carlini et al. (2019)."""
+import inspect
 from functools import partial
 
 import pandas as pd
@@ -37,13 +38,25 @@ def _device(model):
     device = _device_of(model)
     return torch.device('cpu') if device is None else device
 
+def _attack_column(col, spec):
+    """An attacks entry as a callable (model, x, y) -> x_adv: the callable itself, or `(attack, {keyword: value})` with
+    the keywords checked against the attack's signature now, before any batch is attacked."""
+    if callable(spec): return spec
+    if isinstance(spec, tuple) and len(spec) == 2 and callable(spec[0]) and isinstance(spec[1], dict):
+        fn, kw = spec
+        try: inspect.signature(fn).bind_partial(None, None, None, **kw)
+        except TypeError as e: raise TypeError(f'attacks[{col!r}]: {getattr(fn, "__name__", fn)} does not take {sorted(kw)} ({e})') from None
+        return partial(fn, **kw)
+    raise TypeError(f'attacks[{col!r}]: expected a callable (model, x, y) -> x_adv or (attack, {{keyword: value}}), got {type(spec).__name__}')
+
 def robust_accuracy(model, data, attacks:dict, n:int=None, batch_size:int=256, seed:int=0, progress:bool=True) -> pd.DataFrame:
-    "Accuracy (%) on clean inputs and under each of `attacks` ({column: (model, x, y) -> x_adv}) on a fixed subset of `data`."
+    """Accuracy (%) on clean inputs and under each of `attacks` on a fixed subset of `data`: `{column: attack}`, an attack
+    being a callable (model, x, y) -> x_adv or a pair `(attack, {keyword: value})`, e.g. `(pgd, dict(eps=0.3, steps=40))`."""
     models = dict(model) if isinstance(model, dict) else {type(model).__name__: model}
     if not models or not all(isinstance(m, torch.nn.Module) for m in models.values()):
         raise TypeError('model: expected a torch.nn.Module or a non-empty dict {name: torch.nn.Module}')
-    if not isinstance(attacks, dict) or not all(callable(a) for a in attacks.values()):
-        raise TypeError('attacks: expected a dict {column name: callable (model, x, y) -> x_adv}')
+    if not isinstance(attacks, dict): raise TypeError('attacks: expected a dict {column name: attack}')
+    attacks = {col: _attack_column(col, a) for col, a in attacks.items()}
     if 'Clean' in attacks: raise ValueError("attacks: 'Clean' is always the first column; name the attacks differently")
     check_int('seed', seed, 0); check_int('batch_size', batch_size)
     dataset = _as_dataset(data)

@@ -21,7 +21,7 @@ from torch.func import functional_call, grad as func_grad, jvp, vmap
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
-from .checks import (check_images, check_int, check_labels, check_logits, check_model_input, check_positive,
+from .checks import (check_bool, check_images, check_int, check_labels, check_logits, check_model_input, check_positive,
                              is_image_model, num_outputs)
 from .attacks import on_model_device
 from .double_backward import fast_double_backward
@@ -111,6 +111,7 @@ class _HessianOperator:
         total = sum(len(x) for x, _ in batches)
         self.weights = [len(x)/total for x, _ in batches]
         self._kept = self._batch(0) if len(batches) == 1 else None
+        self.on_products = None                      # called with the number of products done (a progress bar's update)
 
     def _batch(self, b):
         x, y = self.batches[b]
@@ -124,9 +125,10 @@ class _HessianOperator:
         """H v for `vs` (see `_BatchHessian`); `on_batch(products)` sees each batch's own H_b v first (with several)."""
         total = None
         for wt, hv in self._per_batch(lambda op: op(vs, batched)):
-            if len(self.weights) == 1: return hv
+            if len(self.weights) == 1: total = hv; break
             if on_batch is not None: on_batch(hv)
             total = [h*wt for h in hv] if total is None else [t.add_(h, alpha=wt) for t, h in zip(total, hv)]
+        if self.on_products is not None: self.on_products(len(vs[0]) if batched else 1)
         return total
 
     def views(self, v): return [t.view(s) for t, s in zip(v.split(self.sizes), self.shapes)]
@@ -149,6 +151,7 @@ class _HessianOperator:
         form = lambda hv: sum((h * w).flatten(1).sum(1) for h, w in zip(hv, views))
         rows = [(wt, form(hv)) for wt, hv in self._per_batch(lambda op: op(views, batched=True))]
         total = sum(wt*r for wt, r in rows)
+        if self.on_products is not None: self.on_products(len(V))
         return (total, torch.stack([r for _, r in rows])) if per_batch else total
 
     def gradient(self):
@@ -324,18 +327,22 @@ EIGEN_ALGORITHMS = ('lanczos', 'power')
 
 @on_model_device()
 def top_eigenvalues(model, x, y=None, k:int=1, tol:float=1e-3, max_iter:int=100, loss_fn=None, seed:int=0,
-                    method:str='double_backprop', algorithm:str='lanczos') -> Eigenpairs:
+                    method:str='double_backprop', algorithm:str='lanczos', progress:bool=True) -> Eigenpairs:
     """Top-`k` Hessian eigenvalues (largest magnitude) of `loss_fn(model(x), y)` with their unit eigenvectors (SAT §5);
     `algorithm='lanczos'` (default: fewer products at equal `tol`) or `'power'` (power iteration with deflation, as
     PyHessian; it keeps two vectors instead of the Krylov basis). `x` may be a DataLoader (`y` left out): the Hessian of
     the mean loss over all its samples, with each batch's own value in `.batch_values` and their `.std_error`."""
     check_int('k', k); check_int('max_iter', max_iter); check_positive('tol', tol); check_int('seed', seed, 0)
+    check_bool('progress', progress)
     if algorithm not in EIGEN_ALGORITHMS: raise ValueError(f"algorithm: expected one of {', '.join(map(repr, EIGEN_ALGORITHMS))}, got {algorithm!r:.40}")
     with _restored_buffers(model):
         op = _HessianOperator(model, _data(model, x, y), loss_fn, method)
         n = sum(op.sizes)
         if k > n: raise ValueError(f'k: expected at most {n} (the number of trainable parameters), got {k}')
-        return (_lanczos if algorithm == 'lanczos' else _power_iteration)(op, k, tol, max_iter, seed)
+        total = max_iter if algorithm == 'lanczos' else k*max_iter    # at most: the run stops when the values converge
+        with tqdm(total=total, desc='Hessian-vector products', disable=not progress, leave=False) as bar:
+            op.on_products = bar.update
+            return (_lanczos if algorithm == 'lanczos' else _power_iteration)(op, k, tol, max_iter, seed)
 
 # %% ../nbs/06_hessian.ipynb #6a73e68f
 class TraceEstimate(tuple):
@@ -354,13 +361,15 @@ class TraceEstimate(tuple):
 
 @on_model_device()
 def hessian_trace(model, x, y=None, n_samples:int=100, loss_fn=None, seed:int=0, method:str='double_backprop',
-                  probes_per_pass:int=10) -> TraceEstimate:
+                  probes_per_pass:int=10, progress:bool=True) -> TraceEstimate:
     """Hutchinson estimate of tr H for `loss_fn(model(x), y)`: `(mean, standard error)` over `n_samples` Rademacher probes,
     `probes_per_pass` of them per batched Hessian-vector product (1: one at a time; the probes are the same either way).
     `x` may be a DataLoader (`y` left out): tr H of the mean loss over all its samples, with each batch's own estimate."""
     check_int('n_samples', n_samples, 2); check_int('seed', seed, 0); check_int('probes_per_pass', probes_per_pass, 1, 4096)
-    with _restored_buffers(model):
+    check_bool('progress', progress)
+    with _restored_buffers(model), tqdm(total=n_samples, desc='Hutchinson probes', disable=not progress, leave=False) as bar:
         op = _HessianOperator(model, _data(model, x, y), loss_fn, method)
+        op.on_products = bar.update
         p0 = op.params[0]
         gen = torch.Generator(device=p0.device).manual_seed(seed)
         n = sum(op.sizes)

@@ -427,8 +427,8 @@ def _track_hessian(kind):
         from robustnb.hessian import grad_norm, hessian_trace, top_eigenvalues
         xa = _probe_adv(model, recipe, x, y)
         with torch.enable_grad():
-            if kind == 'top_eigenvalue': return float(top_eigenvalues(model, xa, y, k=1, max_iter=2 if smoke else 20).values[0])
-            if kind == 'hessian_trace': return float(hessian_trace(model, xa, y, n_samples=2 if smoke else 20)[0])
+            if kind == 'top_eigenvalue': return float(top_eigenvalues(model, xa, y, k=1, max_iter=2 if smoke else 20, progress=False).values[0])
+            if kind == 'hessian_trace': return float(hessian_trace(model, xa, y, n_samples=2 if smoke else 20, progress=False)[0])
             return float(grad_norm(model, xa, y))
     return f
 
