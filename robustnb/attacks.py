@@ -4,8 +4,8 @@
 
 # %% auto #0
 __all__ = ['THREATS', 'LOSSES', 'AUTOATTACK_ATTACKS', 'evaluating', 'untracked', 'frozen_eval', 'on_model_device', 'LinfStep',
-           'L2Step', 'ce_loss', 'cw_margin', 'pgd', 'fgsm', 'bim', 'mim', 'cw_pgd', 'pgd_l2', 'transfer_attack',
-           'autoattack']
+           'L2Step', 'ce_loss', 'cw_margin', 'pgd', 'fgsm', 'PixelLevels', 'bim', 'mim', 'cw_pgd', 'pgd_l2',
+           'transfer_attack', 'autoattack']
 
 # %% ../nbs/02_attacks.ipynb #acef1d20
 """Adversarial attacks: PGD (Madry et al. 2018, Eq. 2) as one core driven by threat-model steps, FGSM (Goodfellow et al.
@@ -338,8 +338,13 @@ def fgsm(model:torch.nn.Module, x:torch.Tensor, y:torch.Tensor, eps:float, **kwa
     "Fast gradient sign method (Goodfellow et al. 2015, Eq. 3): `clip(x + ε·sign(∇ₓ loss))`, one PGD step from `x`."
     return pgd(model, x, y, eps, alpha=check_nonnegative('eps', eps), steps=1, random_start=False, **kwargs)
 
+class PixelLevels(float):
+    "A step or radius of `n` grey levels, n/255, that shows itself as such (in signatures and the docs) rather than 0.0039..."
+    def __new__(cls, n): return super().__new__(cls, n/255)
+    def __repr__(self): return f'{round(self*255)}/255'
+
 @on_model_device()
-def bim(model:torch.nn.Module, x:torch.Tensor, y:torch.Tensor, eps:float, alpha:float=1/255, steps:int=None,
+def bim(model:torch.nn.Module, x:torch.Tensor, y:torch.Tensor, eps:float, alpha:float=PixelLevels(1), steps:int=None,
         **kwargs) -> torch.Tensor:
     "Basic iterative method (Kurakin et al. 2017, §2.1): PGD from `x` with α = 1/255 and min(ε·255 + 4, 1.25·ε·255) steps."
     if steps is None: steps = max(1, int(min(check_nonnegative('eps', eps)*255 + 4, 1.25*eps*255)))

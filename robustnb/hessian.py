@@ -219,6 +219,7 @@ class Eigenpairs(tuple):
         self.batch_values, self.batch_weights = batch_values, batch_weights
         self.std_error = _weighted_std_error(batch_values, batch_weights)
         return self
+    def __init__(self, values, vectors, iterations, batch_values=None, batch_weights=None): pass   # the signature, for the docs
     values = property(lambda self: self[0])
     vectors = property(lambda self: self[1])
     def __repr__(self): return f'Eigenpairs(values={self.values}, iterations={self.iterations})'
@@ -355,6 +356,7 @@ class TraceEstimate(tuple):
         se = _weighted_std_error(None if batch_means is None else batch_means[:, None], batch_weights)
         self.batch_std_error = None if se is None else se.item()
         return self
+    def __init__(self, mean, std_error, batch_means=None, batch_weights=None): pass   # the signature, for the docs
     mean = property(lambda self: self[0])
     std_error = property(lambda self: self[1])
     def __repr__(self): return f'TraceEstimate(mean={self[0]:.6g}, std_error={self[1]:.3g})'

@@ -306,7 +306,10 @@ SARKAR_PRESETS = {
     'cifar100': dict(beta=2.0, gamma_phase1=10.0, gamma_phase2=15.0, phase1_epochs=100, epochs_per_k=15, disc_widths=_LARGE, restricted_eps=8/255),
     'tinyimagenet': dict(beta=2.0, gamma_phase1=10.0, gamma_phase2=50.0, phase1_epochs=100, epochs_per_k=15, disc_widths=_SMALL, restricted_eps=8/255),
 }
-_UNSET = object()
+class _FromPreset:
+    "The default of an argument whose value comes from the preset (where None is itself a value): shown as <preset>."
+    def __repr__(self): return '<preset>'
+_UNSET = _FromPreset()
 PHASE2_TARGETS = ('literal', 'sign_consistent', 'restricted')   # what phase 2's curriculum terms are (see the notes)
 _SARKAR_FIT = dict(optimizer='sgd', lr=0.1, momentum=0.9, weight_decay=2e-4)   # §5 (lr); optimizer, momentum, wd: Madry et al.
 
