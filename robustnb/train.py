@@ -523,6 +523,19 @@ def _validate(model, val_data, eval_attack, dev, rank, world) -> dict:
         row['val_robust'] = 100*c/t
     return row
 
+def _keeps_global_rng(f):
+    "`f` seeds and draws from the global generators; the caller's states (Python, NumPy, PyTorch CPU and CUDA) come back after."
+    @functools.wraps(f)
+    def run(*args, **kwargs):
+        cuda = torch.cuda.is_available() and torch.cuda.is_initialized()
+        state = (random.getstate(), np.random.get_state(), torch.get_rng_state(), torch.cuda.get_rng_state_all() if cuda else None)
+        try: return f(*args, **kwargs)
+        finally:
+            random.setstate(state[0]); np.random.set_state(state[1]); torch.set_rng_state(state[2])
+            if state[3] is not None: torch.cuda.set_rng_state_all(state[3])
+    return run
+
+@_keeps_global_rng
 def fit(model:torch.nn.Module, recipe:Recipe, train_data, epochs:int=None, *, val_data=None, optimizer=None,
         lr_schedule=None, device='auto', checkpoint_dir=None, resume:bool=True, seed:int=0, eval_attack=None,
         lr:float=None, weight_decay:float=None, batch_size:int=None, keep_best:bool=True, callbacks=(),
@@ -538,6 +551,9 @@ def fit(model:torch.nn.Module, recipe:Recipe, train_data, epochs:int=None, *, va
     check_bool('tensorboard', tensorboard)
     if tensorboard and checkpoint_dir is None: raise ValueError('tensorboard: needs a checkpoint_dir to write its logs in')
     if amp not in AMP_DTYPES: raise ValueError(f"amp: expected None, 'bf16' or 'fp16', got {amp!r:.40}")
+    if isinstance(train_data, DataLoader) and batch_size is not None and batch_size != train_data.batch_size:
+        raise ValueError(f'batch_size: {batch_size} given, but train_data is a DataLoader of batches of {train_data.batch_size}; '
+                         f'leave batch_size out (or build the DataLoader with it)')
     # --- distributed setup, data, optimizer
     ctx = distributed_context()                      # (rank, world, local rank) under torchrun, else None
     rank, world = (ctx[0], ctx[1]) if ctx is not None else (0, 1)
