@@ -78,9 +78,11 @@ def test_explicit_arguments_win(tmp_path):
 
 
 def test_a_dataloader_keeps_its_batch_size():
-    recipe = Counting(preset='mnist', steps=1)
-    fit(linear28(), recipe, DataLoader(TensorDataset(*mnist_like(10)), batch_size=4), epochs=1, batch_size=2, progress=False)
+    recipe = Counting(preset='mnist', steps=1)      # the preset's batch size (128) does not apply to a DataLoader
+    fit(linear28(), recipe, DataLoader(TensorDataset(*mnist_like(10)), batch_size=4), epochs=1, progress=False)
     assert recipe.sizes == [4, 4, 2]
+    with pytest.raises(ValueError, match='^batch_size: 2 given, but train_data is a DataLoader of batches of 4'):
+        fit(linear28(), recipe, DataLoader(TensorDataset(*mnist_like(10)), batch_size=4), epochs=1, batch_size=2, progress=False)
 
 
 @pytest.mark.parametrize('make', [lambda: PGDAT(eps=0.2), lambda: PGDAT(preset='digits'), lambda: Standard(),
