@@ -279,7 +279,14 @@ class Discriminator(nn.Module):
 # %% ../nbs/01_models.ipynb #e02cc9ae
 _ARCHS = {'SmallCNN': SmallCNN, 'MadryCNN': MadryCNN, 'PreActResNet20': PreActResNet20, 'WideResNet': WideResNet,
           'TorchvisionResNet': TorchvisionResNet, 'Discriminator': Discriminator, 'AdaptedClassifier': AdaptedClassifier}
-MODEL_NAMES = ('smallcnn', 'madry-mnist-cnn', 'preactresnet20', 'wrn-28-10', 'wrn-32-10', 'wrn-34-10', 'wrn-<depth>-<width>', 'resnet18', 'resnet34')
+MODEL_NAMES = {                                     # name -> what it builds (the docs and the error message show this)
+    'smallcnn': "SAT's MNIST CNN (conv 8x8/64, 6x6/128, 5x5/128, FC)",
+    'madry-mnist-cnn': "Madry et al.'s MNIST CNN (conv 5x5/32, pool, conv 5x5/64, pool, FC 1024): IGAM's MNIST teacher",
+    'preactresnet20': 'PreAct-ResNet-20 (SAT, CIFAR)',
+    'wrn-28-10': 'WideResNet-28-10, pre-activation blocks', 'wrn-32-10': "WideResNet-32-10 (Madry's 6n+2 depth)",
+    'wrn-34-10': 'WideResNet-34-10', 'wrn-<depth>-<width>': 'any WideResNet, depth 6n+4 or 6n+2',
+    'resnet18': "torchvision's ResNet-18; for inputs of at most 64 px its CIFAR stem (3x3 conv, no max-pool)",
+    'resnet34': "torchvision's ResNet-34; the same stem rule"}
 
 def create_model(name:str, num_classes:int=None, in_channels:int=None, input_size:int=None, dataset:str=None, **kwargs) -> Classifier:
     "Classifier `name` (see `MODEL_NAMES`); `dataset` supplies defaults for classes, channels, size and normalization."
@@ -299,7 +306,7 @@ def create_model(name:str, num_classes:int=None, in_channels:int=None, input_siz
     parts = key.split('-')
     if len(parts) == 3 and parts[0] in ('wrn', 'wideresnet') and parts[1].isdigit() and parts[2].isdigit():
         return WideResNet(int(parts[1]), int(parts[2]), **args)
-    raise ValueError(f"name: unknown model {name!r}; expected one of {', '.join(MODEL_NAMES)}")
+    raise ValueError(f"name: unknown model {name!r}; expected one of " + '; '.join(f'{k} ({v})' for k, v in MODEL_NAMES.items()))
 
 def save_model(model:nn.Module, path):
     "Write `model`'s architecture name, constructor arguments and weights to `path` atomically, with their SHA-256 digest."
