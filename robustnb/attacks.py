@@ -27,6 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
+from tqdm.auto import tqdm
 
 from .checks import (check_bool, check_finite, check_images, check_int, check_labels, check_logits,
                              check_model_input, check_nonnegative, check_number, check_positive, is_image_model,
@@ -397,7 +398,8 @@ def _autoattack_backend():
 
 @on_model_device()
 def autoattack(model:torch.nn.Module, x:torch.Tensor, y:torch.Tensor, eps:float, norm:str='Linf',
-               version:str='standard', attacks=None, seed:int=0, batch_size:int=250, n_iter:int=None) -> torch.Tensor:
+               version:str='standard', attacks=None, seed:int=0, batch_size:int=250, n_iter:int=None,
+               progress:bool=True) -> torch.Tensor:
     "AutoAttack (Croce & Hein 2020) through upstream `autoattack` if importable, else `pyautoattack`; returns `x_adv`."
     # n_iter: iterations of APGD and FAB (Square gets 50·n_iter queries); None keeps AutoAttack's own (100, 5000)
     eps = _check_inputs(x, y, eps)
@@ -411,6 +413,7 @@ def autoattack(model:torch.nn.Module, x:torch.Tensor, y:torch.Tensor, eps:float,
     elif attacks is not None: raise ValueError(f"attacks: only used with version='custom' (version={version!r} fixes its attacks)")
     check_int('seed', seed, 0); check_int('batch_size', batch_size)
     if n_iter is not None: check_int('n_iter', n_iter)
+    check_bool('progress', progress)
     with torch.no_grad(), evaluating(model): _checked_logits(model(x[:1]), 1, y[:1])   # one image: the output's form
     backend, AutoAttack = _autoattack_backend()
     device = x.device
@@ -424,6 +427,13 @@ def autoattack(model:torch.nn.Module, x:torch.Tensor, y:torch.Tensor, eps:float,
         if n_iter is not None:                           # both packages name the four attacks alike
             for a in (adversary.apgd, adversary.apgd_targeted, adversary.fab): a.n_iter = n_iter
             adversary.square.n_queries = 50*n_iter
-        if backend == 'autoattack': x_adv = adversary.run_standard_evaluation(x, y, bs=batch_size)
-        else: x_adv, _ = adversary.run_standard_evaluation(x, y, batch_size=batch_size)
+        with tqdm(desc='AutoAttack', unit='batch', disable=not progress, leave=False) as bar:
+            for name in ('apgd', 'apgd_targeted', 'fab', 'square'):      # count each attack's batches as they finish
+                attack = getattr(adversary, name, None)
+                if not callable(getattr(attack, 'perturb', None)): continue   # a package that names them otherwise: no count
+                def counted(*a, _run=attack.perturb, _name=name, **k):
+                    out = _run(*a, **k); bar.set_postfix_str(_name); bar.update(); return out
+                attack.perturb = counted                # on this adversary only: it is built for this call
+            if backend == 'autoattack': x_adv = adversary.run_standard_evaluation(x, y, bs=batch_size)
+            else: x_adv, _ = adversary.run_standard_evaluation(x, y, batch_size=batch_size)
     return x_adv.detach()
