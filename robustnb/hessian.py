@@ -114,8 +114,9 @@ class _HessianOperator:
         self.on_products = None                      # called with the number of products done (a progress bar's update)
 
     def _batch(self, b):
+        dev = self.params[0].device                   # one batch on the model's device at a time
         x, y = self.batches[b]
-        return _BatchHessian(self.model, self.names, self.params, x, y, self.loss_fn, self.method)
+        return _BatchHessian(self.model, self.names, self.params, x.to(dev), y.to(dev), self.loss_fn, self.method)
 
     def _per_batch(self, fn):
         "Yield (weight, fn(batch operator)) batch by batch."
@@ -123,11 +124,12 @@ class _HessianOperator:
 
     def __call__(self, vs, batched=False, on_batch=None):
         """H v for `vs` (see `_BatchHessian`); `on_batch(products)` sees each batch's own H_b v first (with several)."""
-        total = None
-        for wt, hv in self._per_batch(lambda op: op(vs, batched)):
-            if len(self.weights) == 1: total = hv; break
-            if on_batch is not None: on_batch(hv)
-            total = [h*wt for h in hv] if total is None else [t.add_(h, alpha=wt) for t, h in zip(total, hv)]
+        if self._kept is not None: total = self._kept(vs, batched)
+        else:
+            total = None
+            for wt, hv in self._per_batch(lambda op: op(vs, batched)):
+                if on_batch is not None: on_batch(hv)
+                total = [h*wt for h in hv] if total is None else [t.add_(h, alpha=wt) for t, h in zip(total, hv)]
         if self.on_products is not None: self.on_products(len(vs[0]) if batched else 1)
         return total
 
@@ -177,17 +179,17 @@ def _as_list(v, names, params):
 
 def _data(model, x, y):
     """The batches the loss averages over: `[(x, y)]`, or every (images, labels) batch of a DataLoader `x` (`y` left out),
-    checked as a single batch is and moved to the model's device."""
+    checked as a single batch is (the operator moves each to the model's device when it uses it)."""
     if not isinstance(x, DataLoader): return [(x, y)]
     if y is not None: raise ValueError('y: leave it out when x is a DataLoader (its batches carry the labels)')
-    dev, conv, k = next(model.parameters()).device, is_image_model(model), num_outputs(model)
+    conv, k = is_image_model(model), num_outputs(model)
     batches = []
     for i, item in enumerate(x):
         if not (isinstance(item, (tuple, list)) and len(item) >= 2):
             raise TypeError(f'x: expected a DataLoader of (images, labels) batches, got a {type(item).__name__} as batch {i}')
         xb = check_images(f'x (batch {i})', item[0], unit=conv, min_ndim=4 if conv else 2)
         check_model_input(model, xb, name=f'x (batch {i})')
-        batches.append((xb.to(dev), check_labels(f'y (batch {i})', item[1], len(xb), k).to(dev)))
+        batches.append((xb, check_labels(f'y (batch {i})', item[1], len(xb), k)))
     if not batches: raise ValueError('x: the DataLoader yields no batch')
     return batches
 
@@ -297,13 +299,14 @@ def _lanczos(op, k, tol, max_iter, seed, start='gradient'):
         # enough"), so rounding never brings back directions already in the basis
         before = w.norm()
         w.sub_((Q[:j + 1] @ w) @ Q[:j + 1])
-        if w.norm() < 0.7*before: w.sub_((Q[:j + 1] @ w) @ Q[:j + 1])
+        beta = w.norm()
+        if beta < 0.7*before: w.sub_((Q[:j + 1] @ w) @ Q[:j + 1]); beta = w.norm()
+        beta = beta.item()
         T = torch.diag(torch.tensor(alphas, dtype=torch.float64))
         if betas: T += torch.diag(torch.tensor(betas, dtype=torch.float64), 1) + torch.diag(torch.tensor(betas, dtype=torch.float64), -1)
         theta, S = torch.linalg.eigh(T)
         top = theta.abs().argsort(descending=True)[:k]       # largest magnitude, as power iteration finds them
         values = theta[top]
-        beta = w.norm().item()
         moved = len(values) == k and prev is not None and len(prev) == k and \
                 bool(((values - prev).abs()/(prev.abs() + 1e-6) < tol).all())
         done = len(values) == k and (moved or bool((_ritz_error(theta, S, beta)[top] <= tol*values.abs()).all()))
@@ -381,7 +384,8 @@ def hessian_trace(model, x, y=None, n_samples:int=100, loss_fn=None, seed:int=0,
             V = torch.randint(0, 2, (min(probes_per_pass, n_samples - start), n), generator=gen, device=p0.device,
                               dtype=p0.dtype).mul_(2).sub_(1)
             total, rows = op.quadratic_forms(V, per_batch=True)
-            draws += total.tolist(); per_batch.append(rows.double().cpu())
+            draws += total.tolist()
+            if len(op.weights) > 1: per_batch.append(rows.double().cpu())
     d = torch.tensor(draws, dtype=torch.float64)
     batch_means = torch.cat(per_batch, 1).mean(1) if len(op.weights) > 1 else None
     return TraceEstimate(d.mean().item(), (d.std() / math.sqrt(n_samples)).item(), batch_means, op.weights)

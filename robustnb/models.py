@@ -229,17 +229,13 @@ class AdaptedClassifier(Classifier):
         head = getattr(net, fc, None) if isinstance(fc, str) else None
         if not isinstance(head, nn.Module): raise ValueError(f"fc: expected the name of {type(net).__name__}'s last layer, got {fc!r:.60}")
         if pool is not None and not callable(pool): raise TypeError(f'pool: expected None or a callable maps -> (N, D) features, got {type(pool).__name__}')
-        in_channels = next((m.in_channels for m in net.modules() if isinstance(m, nn.Conv2d)), 3)
         self._record(feature_maps=feature_maps, fc=fc, mean=mean, std=std, builder=builder, builder_kwargs=builder_kwargs)
         self.normalize = Normalize(mean, std if std is not None else (1.0,)*len(mean)) if mean is not None else nn.Identity()
         self.body = nn.Sequential(OrderedDict(children[:names.index(feature_maps) + 1]))   # the children in order, up to the maps
         self.fc, self._pool = head, pool
         self.feature_dim = getattr(head, 'in_features', None)
-        self.in_channels = in_channels
     def feature_maps(self, x): return self.body(self.normalize(x))
-    def features(self, x):
-        m = self.feature_maps(x)
-        return self._pool(m) if self._pool is not None else torch.flatten(F.adaptive_avg_pool2d(m, 1), 1)
+    def features(self, x): return super().features(x) if self._pool is None else self._pool(self.feature_maps(x))
 
 def as_classifier(net:nn.Module, feature_maps:str='layer4', fc:str='fc', pool=None, mean=None, std=None,
                   builder:str=None, builder_kwargs:dict=None) -> AdaptedClassifier:

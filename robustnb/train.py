@@ -527,12 +527,9 @@ def _keeps_global_rng(f):
     "`f` seeds and draws from the global generators; the caller's states (Python, NumPy, PyTorch CPU and CUDA) come back after."
     @functools.wraps(f)
     def run(*args, **kwargs):
-        cuda = torch.cuda.is_available() and torch.cuda.is_initialized()
-        state = (random.getstate(), np.random.get_state(), torch.get_rng_state(), torch.cuda.get_rng_state_all() if cuda else None)
+        state = _rng_state(None)                     # the checkpoints' snapshot of every global generator
         try: return f(*args, **kwargs)
-        finally:
-            random.setstate(state[0]); np.random.set_state(state[1]); torch.set_rng_state(state[2])
-            if state[3] is not None: torch.cuda.set_rng_state_all(state[3])
+        finally: _set_rng_state(state, None)
     return run
 
 @_keeps_global_rng
