@@ -74,10 +74,10 @@ def main(repeats=7):
           f'{torch.get_num_threads()} threads, median of {repeats} alternating runs\n')
 
     # --- top eigenvalue
-    reference = top_eigenvalues(model, x, y, tol=1e-9, max_iter=60).values[0].item()
-    runs = {'robustnb double_backprop': dict(tol=tol),
-            'robustnb forward_over_reverse': dict(tol=tol, method='forward_over_reverse'),
-            'robustnb power iteration': dict(tol=tol, algorithm='power')}
+    reference = top_eigenvalues(model, x, y, tol=1e-9, max_iter=60, progress=False).values[0].item()
+    runs = {'robustnb double_backprop': dict(tol=tol, progress=False),          # no bar: not part of the timing
+            'robustnb forward_over_reverse': dict(tol=tol, method='forward_over_reverse', progress=False),
+            'robustnb power iteration': dict(tol=tol, algorithm='power', progress=False)}
     ours = {name: top_eigenvalues(model, x, y, **kw) for name, kw in runs.items()}
     ph_value, ph_iters = pyhessian_top(model, x, y, tol)
     fns = {'PyHessian 0.1': lambda: pyhessian_top(model, x, y, tol)}
@@ -104,14 +104,14 @@ def main(repeats=7):
     # --- trace
     n = 30
     fns = {'PyHessian 0.1 trace': lambda: pyhessian_trace(model, x, y, n),
-           'robustnb hessian_trace': lambda: hessian_trace(model, x, y, n_samples=n)}
+           'robustnb hessian_trace': lambda: hessian_trace(model, x, y, n_samples=n, progress=False)}
     print('\n' + ratio_table(time_alternating(fns, repeats=repeats), 'PyHessian 0.1 trace', f'Hutchinson trace, {n} probes'))
     import statistics
     model.zero_grad(set_to_none=True); torch.manual_seed(0)
     import pyhessian
     draws = pyhessian.hessian(model, nn.CrossEntropyLoss(), data=(x, y), cuda=False).trace(maxIter=n, tol=-1.0)
     model.zero_grad(set_to_none=True)
-    mean, se = hessian_trace(model, x, y, n_samples=n)
+    mean, se = hessian_trace(model, x, y, n_samples=n, progress=False)
     print(f'estimates: PyHessian {statistics.mean(draws):.2f} +- {statistics.stdev(draws) / n**0.5:.2f}, '
           f'robustnb {mean:.2f} +- {se:.2f} (standard errors)')
 
