@@ -10,7 +10,7 @@ from html.parser import HTMLParser
 from pathlib import Path
 
 LOCAL_PATH = re.compile(r'(/(?:home|root|Users|work|tmp|private/var)/[\w.-]+|site-packages|\.venv\b|[A-Z]:\\\\Users)')
-TRACEBACK = re.compile(r'Traceback \(most recent call last\)|\w+Error: .*\n?.*File "', re.M)
+TRACEBACK = re.compile(r'Traceback \(most recent call last\)')   # Python's and IPython's tracebacks both open with it
 WARNING = re.compile(r'\b\w*Warning\b|warnings\.warn')
 
 
