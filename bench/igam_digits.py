@@ -2,7 +2,7 @@
 
 Per seed: a PGD-AT teacher and a standard model, then one IGAM student per variant, each with the plain call
 
-    fit(student, IGAM(teacher, **variant), loader, epochs=15)        # loader: batch 64, shuffled
+    fit(student, IGAM(teacher, **variant), loader, epochs=15, **fit_args)   # loader: batch 64, shuffled
 
 and judged by foolbox's LinfPGD (20 steps of 0.05 from a random start at eps = 0.2, the digits' budget) on the 540 test
 digits. Not a timing. The acceptance asks for PGD-20 >= Standard + 15 points and >= 50 % of the teacher's.
@@ -15,10 +15,14 @@ import pandas as pd
 import torch
 from torch.utils.data import DataLoader, TensorDataset
 
-VARIANTS = {
-    'defaults': {},
-    "disc_input='zero_mean_l2'": dict(disc_input='zero_mean_l2'),
-    "grad_kind='prob'": dict(grad_kind='prob'),
+VARIANTS = {                     # name: (IGAM's arguments, fit's arguments besides the loader and epochs)
+    'defaults': ({}, {}),
+    "disc_input='raw'": (dict(disc_input='raw'), {}),
+    "disc_input='raw', lr=2e-3": (dict(disc_input='raw'), dict(lr=2e-3)),
+    "lr=2e-3": ({}, dict(lr=2e-3)),
+    "lambda_diff=6": (dict(lambda_diff=6.0), {}),
+    "lambda_diff=8": (dict(lambda_diff=8.0), {}),
+    "grad_kind='prob'": (dict(grad_kind='prob'), {}),
 }
 
 
@@ -67,7 +71,7 @@ def parse_args(doc, argv, add=lambda p: None):
 def main(argv=None):
     def add(p):
         p.add_argument('--epochs', type=int, default=15)
-        p.add_argument('--variants', nargs='+', default=list(VARIANTS), choices=list(VARIANTS))
+        p.add_argument('--variants', nargs='+', default=['defaults', "disc_input='raw', lr=2e-3"], choices=list(VARIANTS))
     args = parse_args(__doc__, argv, add)
     from robustnb.matching import IGAM
     from robustnb.models import create_model
@@ -78,7 +82,8 @@ def main(argv=None):
         loader, (x, y), models = digits_setup(seed, args.epochs)
         for v in args.variants:
             set_seed(seed); m = create_model('smallcnn', dataset='digits')
-            fit(m, IGAM(models['PGD-AT (teacher)'], **VARIANTS[v]), loader, epochs=args.epochs, seed=seed, progress=False)
+            recipe_kw, fit_kw = VARIANTS[v]
+            fit(m, IGAM(models['PGD-AT (teacher)'], **recipe_kw), loader, epochs=args.epochs, seed=seed, progress=False, **fit_kw)
             models[f'IGAM {v}'] = m
         for name, m in models.items():
             clean, robust = foolbox_pgd20(m, x, y)

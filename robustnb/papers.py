@@ -5,7 +5,7 @@
 # %% auto #0
 __all__ = ['PAPERS', 'SCALES', 'METHODS', 'QUICK', 'SMOKE', 'TRACKERS', 'ANALYSES', 'registry', 'slug', 'find_entry',
            'recipe_hparams', 'resolve', 'fingerprint', 'trained_model', 'job_folder', 'run', 'jobs', 'parse_job',
-           'listing', 'compare', 'code_path', 'reproduce', 'papers_dir', 'check_registry']
+           'listing', 'compare', 'code_path', 'reproduce', 'side_by_side', 'papers_dir', 'check_registry']
 
 # %% ../nbs/13_papers.ipynb #a8126257
 """The paper layer (robustnb.papers): every measured table and figure of the five papers as data (robustnb.registry),
@@ -34,7 +34,7 @@ from .attacks import autoattack, bim, cw_pgd, fgsm, mim, pgd, pgd_l2, transfer_a
 from .curriculum import LinearSchedule, StepSchedule, TopKSchedule
 from .data import TensorImageDataset, dataset_info, get_loaders, load_dataset
 from .evaluate import robust_accuracy
-from .matching import IGAM, SaliencyCurriculum, finetune_logit_layer
+from .matching import IGAM, SARKAR_PRESETS, SaliencyCurriculum, finetune_logit_layer
 from .models import SmallCNN, create_model, load_model, save_model
 from .recipes import ADT, AGKDBML, ALP, AODT, HSAT, MART, PGDAT, PSAT, TRADES, Standard
 from .train import default_device, distributed_context, fit, main_process, set_seed
@@ -71,10 +71,11 @@ def find_entry(paper:str, item:str) -> dict:
     raise ValueError(f"item: {paper} has no {item!r}; expected one of {', '.join(e['item'] for e in entries)}")
 
 # %% ../nbs/13_papers.ipynb #e448d966
+# a method with a digits training preset (IGAM, Sarkar: Adam; SGD at 0.1 diverges) trains with its optimizer and lr
 QUICK = dict(dataset='digits', network='smallcnn', optimizer='sgd', lr={'sgd': 0.1, 'adam': 2e-3}, momentum=0.9,
              weight_decay=5e-4, batch_size=64, epochs=15, lr_schedule=('piecewise', (0.75, 0.9), 0.1), augment=None,
-             max_train_steps=10, eval_n=540, autoattack_n=100,
-             optimizer_of={'igam': 'adam', 'sarkar': 'adam'})   # the gradient-matching students diverge with SGD at lr 0.1 on digits
+             max_train_steps=10, eval_n=540, autoattack_n=100, source_classes=5,
+             args_of={'sarkar': dict(lr_decay=SARKAR_PRESETS['digits']['lr_decay'])})   # §5's phase-2 LR leaves Adam steps of 2e-5
 SMOKE = dict(batch_size=4, batches=2, epochs=2, max_steps=2, eval_n=4, finetune_epochs=1)
 
 # what the registry's dataset names need beyond robustnb.data: shape, classes, training-set size, default budget
@@ -189,10 +190,20 @@ def _at_scale(train, scale, seed):
     "The training spec at `scale` (teachers included), with the seed and the number of training images."
     t = copy.deepcopy(train)
     t['teachers'] = {k: _at_scale(v, scale, seed) for k, v in t['teachers'].items()}
+    if scale == 'quick':        # a teacher from another task stays one: it learns the digits 0-4 only, then is finetuned
+        for v in t['teachers'].values():
+            if v['paper_dataset'] != t['dataset']:
+                classes = list(range(QUICK['source_classes']))
+                v.update(classes=classes, num_classes=len(classes),
+                         note=f"another task than the student's ({v['paper_dataset']} vs {t['dataset']}): the digits {classes[0]}-{classes[-1]}")
+                v['n_train'] = len(_data(v, 'train', None))
     sch = t['args'].get('schedule')
     if t['method'] == 'sarkar' and t['args'].get('phase1_epochs') and sch and all(isinstance(v, (int, float)) for v in sch[1:5]):
         # Sarkar's run length is phase 1 + the curriculum
         t['epochs'] = t['args']['phase1_epochs'] + math.ceil(len(TopKSchedule(*sch[1:4]).ks)*sch[4])
+        t['snapshots'] = 'curriculum'                 # the model after phase 1 and after each k (Figs. 2, 3, 5)
+    elif t['method'] == 'sarkar' and t['args'].get('phase1_epochs') and sch is None and t['epochs'] is None:
+        t['epochs'] = t['args']['phase1_epochs']      # a model after phase 1 (Tables 7, 11-12, Figs. 6, 9 'A'): phase 1 alone
     if t['epochs'] is None:
         if scale != 'quick': raise ValueError(f"setting {t['setting']!r}: the paper does not state the number of epochs")
         t['epochs'] = QUICK['epochs']                 # quick has its own budget; nothing epoch-valued to rescale
@@ -215,11 +226,12 @@ def _at_scale(train, scale, seed):
         t = _rescale_epochs({**t, 'lr_schedule': t['lr_schedule'] if own else 'constant'}, QUICK['epochs'])
         if not own:             # one budget for every row; a method's own schedule (Sarkar) is kept
             t['lr_schedule'] = ('piecewise', tuple(m*QUICK['epochs'] for m in QUICK['lr_schedule'][1]), QUICK['lr_schedule'][2])
-        opt = QUICK['optimizer_of'].get(t['method'], t['optimizer'] if t['optimizer'] in QUICK['lr'] else 'sgd')
-        t.update(dataset='digits', network=QUICK['network'], optimizer=opt, lr=QUICK['lr'][opt], momentum=QUICK['momentum'],
+        own = getattr(METHODS.get(t['method']), 'train_presets', {}).get('digits', {})
+        opt = own.get('optimizer') or (t['optimizer'] if t['optimizer'] in QUICK['lr'] else 'sgd')
+        t.update(dataset='digits', network=QUICK['network'], optimizer=opt, lr=own.get('lr', QUICK['lr'][opt]), momentum=QUICK['momentum'],
                  weight_decay=QUICK['weight_decay'], batch_size=QUICK['batch_size'], augment=None,
                  n_train=_TRAIN_SIZE['digits'], shape=list(dataset_info('digits').shape), num_classes=10,
-                 args=_cap_steps(_scale_budget(t['args'], factor), QUICK['max_train_steps'], keep_travel=True),
+                 args=_cap_steps(_scale_budget({**t['args'], **QUICK['args_of'].get(t['method'], {})}, factor), QUICK['max_train_steps'], keep_travel=True),
                  paper_dataset=train['dataset'], paper_network=train['network'])
         if 'finetune' in t: t['finetune'] = {**t['finetune'], 'epochs': min(t['finetune'].get('epochs') or 3, 3)}
     if scale != 'quick': t['network_args'] = _network_args(t)   # a changed default (layout, normalization) is a new run
@@ -342,7 +354,11 @@ def _data(train, split, data_root):
     if train.get('data') == 'synthetic':
         n = train['n_train'] if split == 'train' else SMOKE['eval_n']
         return _synthetic(train['shape'], n, train['num_classes'], seed=1 if split == 'train' else 2)
-    if train['dataset'] == 'digits': return load_dataset('digits', split)
+    if train['dataset'] == 'digits':
+        ds = load_dataset('digits', split)
+        if train.get('classes') is None: return ds
+        keep = torch.isin(ds.labels, torch.tensor(train['classes']))     # a quick teacher of another task
+        return TensorImageDataset(ds.images[keep], ds.labels[keep])
     if split == 'test': return load_dataset(train['dataset'], 'test', data_root)
     augment = bool(train.get('augment')) and str(train['augment']).startswith('crop')
     return get_loaders(train['dataset'], train['batch_size'], augment=augment, root=data_root, seed=train['seed'])[0]
@@ -487,6 +503,7 @@ def trained_model(train:dict, root='runs', data_root=None, device='auto', progre
         return model.eval().to(dev), history, folder
     recipe = _recipe(train, teachers, data)
     callbacks = [_tracker(train, recipe, data, _data(train, 'test', data_root), folder)] if train.get('track') else []
+    if train.get('snapshots'): callbacks.append(_snapshotter(recipe, folder))
     history = fit(model, recipe, data, train['epochs'], optimizer=_optimizer(train), lr_schedule=_lr_schedule(train, recipe),
                   device=dev, checkpoint_dir=folder/'ckpt', seed=train['seed'], lr=train['lr'], callbacks=callbacks,
                   weight_decay=train['weight_decay'], batch_size=train['batch_size'], keep_best=False, progress=progress)
@@ -497,6 +514,18 @@ def trained_model(train:dict, root='runs', data_root=None, device='auto', progre
         save_model(model, folder/'model.pt')          # written last: its presence means the run is finished
     _barrier()
     return model.eval(), history, folder
+
+def _snapshotter(recipe, folder):
+    """A `fit` callback keeping the weights of a Sarkar run at the end of phase 1 and at the last epoch of each k, in
+    `folder/snapshots/<label>.pt` ('phase1', 'k100', ..., 'k50'): what Figs. 2-3 evaluate after each curriculum step."""
+    def callback(epoch, row, model):
+        k = recipe.k(epoch - 1e-6)                    # the k of the epoch's last batch (epochs are 1-based here)
+        if k is None and epoch != recipe._phase1_epochs(): return
+        if main_process():                            # a later epoch of the same k overwrites: the step's last one is kept
+            path = Path(folder)/'snapshots'/(f'k{k:g}.pt' if k is not None else 'phase1.pt')
+            path.parent.mkdir(parents=True, exist_ok=True)
+            save_model(getattr(model, 'module', model), path)
+    return callback
 
 # %% ../nbs/13_papers.ipynb #6129f8ef
 def _attack_fn(spec, sources):
@@ -559,6 +588,63 @@ def _analysis_history(model, cfg, test, sources, folder, history):
     fig = plot_history(history)
     out['figure'] = _figure(fig if hasattr(fig, 'savefig') else fig.figure, folder, 'history')
     return out
+
+def _analysis_k_curve(model, cfg, test, sources, folder, history):
+    """Sarkar Figs. 2-3: every evaluation column of the model after phase 1 and after each k of the curriculum (the run's
+    snapshots), as '<label> <column>' results, `curve.csv` and a figure of accuracy against k."""
+    import matplotlib.pyplot as plt
+    snaps = sorted(Path(folder).glob('snapshots/*.pt'), key=lambda p: (0, 0) if p.stem == 'phase1' else (1, -float(p.stem[1:])))
+    if not snaps: raise ValueError(f"{cfg['item']} / {cfg['row']}: no curriculum snapshots (the run is not a Sarkar run with a schedule)")
+    dev = next(model.parameters()).device
+    curve = {}
+    for p in snaps:
+        m = load_model(p, map_location=dev)
+        t = robust_accuracy(m, test, _attacks(cfg, sources), n=cfg['eval']['n'], seed=cfg['seed'], progress=False)
+        curve['phase 1' if p.stem == 'phase1' else p.stem[1:]] = t.iloc[0]
+    curve = pd.DataFrame(curve).T.rename_axis('k')
+    curve.to_csv(Path(folder)/'curve.csv')
+    fig, ax = plt.subplots(figsize=(4.5, 3))
+    for col in curve.columns: ax.plot(range(len(curve)), curve[col], 'o-', label=col)
+    ax.set_xticks(range(len(curve)), curve.index); ax.set_xlabel('after (k %)'); ax.set_ylabel('accuracy (%)'); ax.legend(fontsize=8)
+    out = {f'{k} {c}': float(v) for k, row in curve.iterrows() for c, v in row.items()}
+    return {**out, 'figure': _figure(fig, folder, 'k_curve')}
+
+def _analysis_alignment(model, cfg, test, sources, folder, history):
+    """Sarkar Table 7: the cross-entropy and the saliency-alignment loss L_diff (Eq. 12: ‖J^TCI − J_T^TCI‖², per-image sum,
+    mean) against the row's teacher, on the first 1,000 test images (0 for the teacher itself); beside them the last
+    epoch's training terms of the run's history (the discriminator's L_Robust is not kept after training)."""
+    from robustnb.saliency import input_grad
+    teacher = sources.get('teacher', model)
+    x, y = _test_batch(cfg, test, 1000)
+    dev = next(model.parameters()).device
+    ce, diff = 0.0, 0.0
+    for xb, yb in zip(x.split(250), y.split(250)):
+        xb, yb = xb.to(dev), yb.to(dev)
+        with torch.no_grad(): ce += float(torch.nn.functional.cross_entropy(model(xb), yb, reduction='sum'))
+        d = input_grad(model, xb, yb, 'tci') - input_grad(teacher, xb, yb, 'tci')   # a diverged model gives NaN, shown as such
+        diff += float(d.pow(2).flatten(1).sum(1).sum())
+    out = {'CE loss': ce/len(x), 'Alignment loss': diff/len(x)}
+    last = history.iloc[-1] if len(history) else {}
+    out.update({f'train {k}': float(last[k]) for k in ('ce', 'diff', 'robust') if k in getattr(history, 'columns', ())})
+    return out
+
+def _analysis_decision_slice(model, cfg, test, sources, folder, history):
+    """IGAM Fig. 7: predicted class and loss on the plane through a test image spanned by its adversarial direction
+    (the sign of its loss gradient) and a random one, for the first test image; the share of the plane still classified
+    correctly and the loss range as numbers."""
+    from robustnb.landscape import decision_slice
+    from robustnb.plots import plot_decision_slice
+    import matplotlib.pyplot as plt
+    x, y = _test_batch(cfg, test, 1)
+    eps = _dataset_facts(cfg['train'].get('paper_dataset', cfg['train']['dataset']))[3]
+    if cfg['scale'] == 'quick': eps = dataset_info('digits').eps
+    grid = np.linspace(-2*eps, 2*eps, 5 if cfg['scale'] == 'smoke' else 41)
+    sl = decision_slice(model, x, y, grid=(grid, grid), seed=cfg['seed'])
+    fig, axes = plt.subplots(1, 2, figsize=(8, 3.4))
+    plot_decision_slice(sl, ax=axes[0], num_classes=cfg['train']['num_classes'], title=f"{cfg['row']}: class")
+    plot_decision_slice(sl, ax=axes[1], show_loss=True, title='loss')
+    return {'correct share of the plane': 100*float((sl.pred == sl.label).mean()), 'loss min': float(np.min(sl.loss)),
+            'loss max': float(np.max(sl.loss)), 'figure': _figure(fig, folder, 'decision_slice')}
 
 def _analysis_landscape(model, cfg, test, sources, folder, history):
     from robustnb.landscape import loss_on, loss_surface, random_directions
@@ -640,7 +726,7 @@ def _analysis_protocol(model, cfg, test, sources, folder, history):
 
 ANALYSES = {'protocol': _analysis_protocol, 'accuracy': _analysis_accuracy, 'transfer': _analysis_accuracy, 'timing': _analysis_history,
             'eps-sweep': partial(_analysis_sweep, key='eps'), 'steps-sweep': partial(_analysis_sweep, key='steps'),
-            'history': _analysis_history, 'landscape': _analysis_landscape, 'hessian-eigen': _analysis_hessian,
+            'history': _analysis_history, 'k-curve': _analysis_k_curve, 'alignment': _analysis_alignment, 'decision-slice': _analysis_decision_slice, 'landscape': _analysis_landscape, 'hessian-eigen': _analysis_hessian,
             'tsne': _analysis_tsne, 'deltas': _analysis_images, 'examples': _analysis_images,
             'saliency': _analysis_images, 'attention': _analysis_images}
 
@@ -673,8 +759,10 @@ def run(paper:str, item:str, row:str, scale:str='quick', seed:int=0, root='runs'
     _barrier()
     for name in ('results.json', 'config.json'):
         if (folder/name).exists():
-            old = json.loads((folder/name).read_text()).get('fingerprint')
-            if old == fp and name == 'results.json': return {**json.loads((folder/name).read_text()), 'folder': str(folder), 'reused': True}
+            done = json.loads((folder/name).read_text())
+            old = done.get('fingerprint')
+            if old == fp and name == 'results.json' and done.get('status') == 'ok':   # an analysis added since is run now
+                return {**done, 'folder': str(folder), 'reused': True}
             if old != fp:                                   # another configuration's folder: keep it, never reuse it
                 if main_process(): os.replace(folder, folder.with_name(f'{folder.name}.stale-{str(old)[:12]}'))
                 break
@@ -686,11 +774,15 @@ def run(paper:str, item:str, row:str, scale:str='quick', seed:int=0, root='runs'
     model, history, mfolder = trained_model(cfg['train'], scale_root, data_root, device, progress)
     sources = {a['column']: trained_model(a['source_train'], scale_root, data_root, device, progress)[0]
                for a in cfg['eval']['attacks'] if 'source_train' in a}
+    if cfg['analysis'] == 'alignment' and 'teacher' in cfg['train']['teachers']:   # Table 7 compares with the teacher
+        sources['teacher'] = trained_model(cfg['train']['teachers']['teacher'], scale_root, data_root, device, progress)[0]
     if not main_process():                              # several processes trained it; rank 0 alone evaluates and writes
         return {'config': cfg, 'fingerprint': fp, 'results': {}, 'folder': str(folder), 'status': 'ok: evaluated by rank 0',
                 'reused': False}
     history.to_csv(folder/'history.csv', index=False)
     _link(mfolder/'model.pt', folder/'model.pt')
+    for snap in sorted((mfolder/'snapshots').glob('*.pt')):
+        (folder/'snapshots').mkdir(exist_ok=True); _link(snap, folder/'snapshots'/snap.name)
     test = _data(cfg['train'], 'test', data_root)
     results = ANALYSES[cfg['analysis']](model, cfg, test, sources, folder, history) if cfg['analysis'] in ANALYSES else {}
     out = {'config': cfg, 'fingerprint': fp, 'results': results, 'folder': str(folder), 'model_folder': str(mfolder),
@@ -826,6 +918,20 @@ def reproduce(paper:str, item:str=None, scale:str='quick', seeds=(0,), device='a
                                 'status': f'failed: {type(err).__name__}: {str(err).splitlines()[0][:120] if str(err) else ""}'})
         tables.append(compare(results))
     return pd.concat(tables, ignore_index=True) if tables else pd.DataFrame()
+
+# %% ../nbs/13_papers.ipynb #ad5b0a3f
+def side_by_side(table:pd.DataFrame, columns=None) -> pd.DataFrame:
+    """A `reproduce` table with one line per (item, row) and, under each paper column (`columns`: all, in the paper's
+    order), `paper` (as printed), `ours` ('mean ± std' over several seeds) and `delta` (ours minus paper)."""
+    if not isinstance(table, pd.DataFrame) or not {'item', 'row', 'column', 'paper', 'ours', 'std', 'delta'} <= set(table.columns):
+        raise ValueError('table: expected what reproduce returns (item, row, column, paper, ours, std, delta columns)')
+    t = table if columns is None else table[table['column'].isin(list(columns))]
+    fmt = lambda m, s: '' if pd.isna(m) else (f'{m:.2f}' if pd.isna(s) else f'{m:.2f} ± {s:.2f}')
+    t = t.assign(ours=[fmt(m, s) for m, s in zip(t['ours'], t['std'])], delta=t['delta'].round(2))
+    order = list(dict.fromkeys(columns if columns is not None else t['column']))
+    wide = t.pivot_table(index=['item', 'row'], columns='column', values=['paper', 'ours', 'delta'], aggfunc='first', sort=False)
+    wide = wide.swaplevel(0, 1, axis=1)
+    return wide.reindex(columns=pd.MultiIndex.from_product([[c for c in order if c in wide.columns.levels[0]], ['paper', 'ours', 'delta']]))
 
 # %% ../nbs/13_papers.ipynb #82ff968e
 def papers_dir():

@@ -196,3 +196,36 @@ def test_a_networks_construction_is_part_of_its_run(monkeypatch):
     assert fingerprint(other) != fingerprint(cfg)
     assert papers._model_folder(other['train'], 'runs') != papers._model_folder(cfg['train'], 'runs')   # no trained model reused
     assert papers._network(other['train']).feature_dim == 128
+
+
+def test_sarkar_and_igam_rows_resolve_as_the_papers_say():
+    "Sarkar: §5's LR decay at full scale and the digits preset's at quick; a phase-1 model is phase 1 alone; one fixed k as long as the curriculum. IGAM: a teacher of another task learns the digits 0-4 at quick scale."
+    from robustnb.data import load_dataset
+    full, quick = (resolve('sarkar', 'Table 13', 'Curr', s)['train'] for s in ('full', 'quick'))
+    assert full['recipe']['lr_decay'] == [[1.0, 0.01], [0.01, 0.001]] and quick['recipe']['lr_decay'] == [[1.0, 0.01], [0.1, 0.01]]
+    assert full['recipe']['phase2_target'] == quick['recipe']['phase2_target'] == 'sign_consistent'
+    first = resolve('sarkar', 'Table 11', '1st', 'full')
+    assert first['status'] == 'ok' and first['train']['epochs'] == first['train']['args']['phase1_epochs'] == 100
+    assert resolve('sarkar', 'Table 13', 'Direct', 'full')['train']['epochs'] == full['epochs'] == 190
+    rows = (('Fig. 2', 'OURS CIFAR-10, gamma=20'), ('Fig. 3', 'OURS CIFAR-10'), ('Fig. 5', 'OURS CIFAR-10, gamma=20'), ('Table 13', 'Curr'))
+    assert len({fingerprint(resolve('sarkar', i, r, 'quick')['train']) for i, r in rows}) == 1     # one run serves all four
+    teacher = resolve('igam', 'Table 1', 'IGAM-MNIST', 'quick')['train']['teachers']['teacher']
+    assert teacher['classes'] == [0, 1, 2, 3, 4] and teacher['num_classes'] == 5
+    assert teacher['n_train'] == int((load_dataset('digits').labels < 5).sum())
+    assert 'classes' not in resolve('sarkar', 'Table 3', 'B', 'quick')['train']['teachers']['teacher']   # the same task
+    assert resolve('sarkar', 'Table 3', 'A', 'quick')['train']['teachers']['teacher']['classes'] == [0, 1, 2, 3, 4]
+
+
+def test_k_curve_alignment_and_decision_slice_analyses(tmp_path):
+    "Sarkar Figs. 2-3 evaluate the model after phase 1 and after each k; Table 7 and IGAM Fig. 7 have their own analyses."
+    fig3 = reproduce('sarkar', 'Fig. 3', scale='smoke', root=tmp_path, device='cpu', progress=False)
+    folder = job_folder(tmp_path, resolve('sarkar', 'Fig. 3', 'OURS CIFAR-10', 'smoke'))
+    snaps = sorted(p.name for p in (folder/'snapshots').iterdir())
+    assert snaps[0] == 'k50.pt' and 'phase1.pt' in snaps and (folder/'figures'/'k_curve.png').exists()
+    assert (folder/'curve.csv').read_text().splitlines()[1].startswith('phase 1')     # phase 1 first, then k falling
+    assert {f'{k} {c}' for k in ('phase 1', '50') for c in ('Clean', 'FGSM', 'PGD-20')} <= set(fig3['column'])
+    t7 = reproduce('sarkar', 'Table 7', scale='smoke', root=tmp_path, device='cpu', progress=False).set_index(['row', 'column'])
+    assert t7.loc[('AT Model', 'Alignment loss'), 'ours'] == 0                            # the teacher against itself
+    assert {'CE loss', 'Alignment loss', 'train diff'} <= set(t7.loc['Our Model'].index)
+    f7 = reproduce('igam', 'Fig. 7', scale='smoke', root=tmp_path, device='cpu', progress=False)
+    assert (f7['status'].str.startswith('ok')).all() and 'correct share of the plane' in set(f7['column'])

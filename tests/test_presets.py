@@ -120,7 +120,7 @@ def test_gradient_matching_presets():
     t = create_model('smallcnn', dataset='digits')
     for p in [*IGAM_PRESETS, *IGAM_PRESET_ALIASES]:
         cfg = resolve_fit_config(IGAM(t, preset=p), epochs=5 if p == 'digits' else None)
-        if p == 'digits': assert (cfg['optimizer'], cfg['lr'], cfg['weight_decay']) == ('adam', 2e-3, 0.0)
+        if p == 'digits': assert (cfg['optimizer'], cfg['lr'], cfg['weight_decay']) == ('adam', 5e-4, 0.0)
         else: assert cfg == dict(optimizer='sgd', lr=0.1, momentum=0.9, weight_decay=2e-4, lr_schedule=(100, 150),
                                  batch_size=128, epochs=200, max_grad_norm=None)
     for ds, batch in (('cifar10', 32), ('cifar100', 32), ('tinyimagenet', 16)):
@@ -128,3 +128,7 @@ def test_gradient_matching_presets():
         cfg = resolve_fit_config(r)
         assert (cfg['epochs'], cfg['batch_size'], cfg['lr'], cfg['optimizer']) == (190, batch, 0.1, 'sgd')
         assert cfg['lr_schedule'] == r.lr_schedule
+        assert r.lr_decay == ((1.0, 0.01), (0.01, 0.001))                 # §5: 0.1 -> 0.001, then 0.001 -> 0.0001
+    digits = SaliencyCurriculum(SmallCNN(input_size=10))
+    assert digits.lr_decay == ((1.0, 0.01), (0.1, 0.01)) and digits.phase2_target == 'sign_consistent'
+    assert resolve_fit_config(SaliencyCurriculum(SmallCNN(input_size=10)), epochs=20)['lr'] == 2e-3
