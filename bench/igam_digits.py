@@ -7,7 +7,8 @@ Per seed: a PGD-AT teacher and a standard model, then one IGAM student per varia
 and judged by foolbox's LinfPGD (20 steps of 0.05 from a random start at eps = 0.2, the digits' budget) on the 540 test
 digits. Not a timing. The acceptance asks for PGD-20 >= Standard + 15 points and >= 50 % of the teacher's.
 
-    python bench/igam_digits.py --seeds 0 1 2 --csv bench/results/igam_digits.csv
+    python bench/igam_digits.py --seeds 0 1 2 --variants defaults "disc_input='raw', lr=2e-3" "lr=2e-3" --csv bench/results/igam_digits.csv
+    python bench/igam_digits.py --seeds 0 1 2 --variants "lambda_diff=6" "lambda_diff=8" --csv bench/results/igam_digits_lambda.csv
 """
 import argparse
 

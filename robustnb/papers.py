@@ -34,7 +34,7 @@ from .attacks import autoattack, bim, cw_pgd, fgsm, mim, pgd, pgd_l2, transfer_a
 from .curriculum import LinearSchedule, StepSchedule, TopKSchedule
 from .data import TensorImageDataset, dataset_info, get_loaders, load_dataset
 from .evaluate import robust_accuracy
-from .matching import IGAM, SARKAR_PRESETS, SaliencyCurriculum, finetune_logit_layer
+from .matching import IGAM, IGAM_PRESET_ALIASES, IGAM_PRESETS, SARKAR_PRESETS, SaliencyCurriculum, finetune_logit_layer
 from .models import SmallCNN, create_model, load_model, save_model
 from .recipes import ADT, AGKDBML, ALP, AODT, HSAT, MART, PGDAT, PSAT, TRADES, Standard
 from .train import default_device, distributed_context, fit, main_process, set_seed
@@ -186,6 +186,15 @@ def recipe_hparams(train:dict) -> dict:
            if not k.startswith('_') and k not in ('modules', 'optimizers', 'teacher', 'transform', 'epochs')}
     return {**out, 'fit_defaults': {k: _plain(v) for k, v in sorted(recipe.fit_defaults().items())}}
 
+def _igam_quick_weights(args, preset):
+    """IGAM at quick scale: App. A's λ's relative to their experiment's own preset, applied to the digits preset's (tuned
+    on the digits in our batch-mean convention). Taken as printed, App. A's weights transfer nothing on the digits."""
+    ref, digits = IGAM_PRESETS[IGAM_PRESET_ALIASES.get(preset, preset)], IGAM_PRESETS['digits']
+    out = {**args, 'convention': digits['convention']}
+    for k in ('lambda_adv', 'lambda_diff'):
+        if args.get(k) is not None and ref[k]: out[k] = digits[k]*args[k]/ref[k]
+    return out
+
 def _at_scale(train, scale, seed):
     "The training spec at `scale` (teachers included), with the seed and the number of training images."
     t = copy.deepcopy(train)
@@ -234,6 +243,7 @@ def _at_scale(train, scale, seed):
                  args=_cap_steps(_scale_budget({**t['args'], **QUICK['args_of'].get(t['method'], {})}, factor), QUICK['max_train_steps'], keep_travel=True),
                  paper_dataset=train['dataset'], paper_network=train['network'])
         if 'finetune' in t: t['finetune'] = {**t['finetune'], 'epochs': min(t['finetune'].get('epochs') or 3, 3)}
+        if t['method'] == 'igam' and t.get('paper_preset'): t['args'] = _igam_quick_weights(t['args'], t['paper_preset'])
     if scale != 'quick': t['network_args'] = _network_args(t)   # a changed default (layout, normalization) is a new run
     t['recipe'] = recipe_hparams(t)                    # so is a changed default of the recipe
     t['seed'] = seed
@@ -311,6 +321,7 @@ def resolve(paper:str, item:str, row:str, scale:str='quick', seed:int=0) -> dict
         return cfg
     try:
         train = _train_spec(reg, r['method'], r.get('args'), r['setting'], None, where)
+        if r.get('preset'): train['paper_preset'] = r['preset']     # the recipe preset the paper's weights belong to
         if scale == 'quick': train.update({**entry.get('quick', {}), **r.get('quick', {})})
         track = [m for m in entry.get('metrics', []) if m in TRACKERS]
         if track: train['track'] = track                # per-epoch probes (SAT Fig. 4); absent when there are none
@@ -570,7 +581,8 @@ def _analysis_sweep(model, cfg, test, sources, folder, history, key):
     if key == 'eps' and cfg['scale'] == 'quick':
         values = [v*dataset_info('digits').eps/_dataset_facts(cfg['train']['paper_dataset'])[3] for v in values]
     if key == 'steps' and cfg['scale'] == 'smoke': values = sorted({min(v, SMOKE['max_steps']) for v in values})
-    attacks = {f'{key}={v:.4g}': _attack_fn({**base, key: v}, sources) for v in values}
+    name = cfg['analysis_args'].get('column', f'{key}={{:.4g}}')          # the paper's own column names, e.g. 'PGD-{}'
+    attacks = {name.format(v): _attack_fn({**base, key: v}, sources) for v in values}
     t = robust_accuracy(model, test, attacks, n=cfg['eval']['n'], seed=cfg['seed'], progress=False)
     out = {k: float(v) for k, v in t.iloc[0].items()}
     fig, ax = plt.subplots(figsize=(4, 3))

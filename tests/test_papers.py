@@ -214,6 +214,11 @@ def test_sarkar_and_igam_rows_resolve_as_the_papers_say():
     assert teacher['n_train'] == int((load_dataset('digits').labels < 5).sum())
     assert 'classes' not in resolve('sarkar', 'Table 3', 'B', 'quick')['train']['teachers']['teacher']   # the same task
     assert resolve('sarkar', 'Table 3', 'A', 'quick')['train']['teachers']['teacher']['classes'] == [0, 1, 2, 3, 4]
+    # IGAM's App. A weights: as printed (official conventions) at full scale, relative to their preset's at quick
+    row = ('igam', 'Table 4', 'IGAM-CIFAR10 (lambda_diff=5)')
+    full, quick = (resolve(*row, s)['train']['args'] for s in ('full', 'quick'))
+    assert (full['lambda_diff'], full['lambda_adv'], full['convention']) == (5, 2, 'official')
+    assert (quick['lambda_diff'], quick['lambda_adv'], quick['convention']) == (2.0, 1.0, 'batch_mean')   # 4*5/10, 1*2/2
 
 
 def test_k_curve_alignment_and_decision_slice_analyses(tmp_path):

@@ -519,7 +519,7 @@ ENTRIES.append(dict(item='Fig. 4', kind='figure', title='Student saliency maps u
 # %% ../../nbs/13a_registry_sarkar.ipynb #d2050420
 ENTRIES.append(dict(item='§5 text (PGD steps)', kind='text', title='CIFAR-10 robustness vs. number of PGD iterations',
          shows='PGD accuracy of the final CIFAR-10 model as the number of PGD iterations grows from 20 to 100.',
-         analysis='steps-sweep', steps_values=[20, 50, 70, 100],
+         analysis='steps-sweep', analysis_args=dict(steps_values=[20, 50, 70, 100], column='PGD-{}'),
          columns=['PGD-20', 'PGD-50', 'PGD-70', 'PGD-100'],
          notes='Not a numbered table or figure: numbers given in the paragraph after Fig. 4; included because '
                'they are measurements. Printed with "%" signs in the text.',
