@@ -42,7 +42,11 @@ def contenders(batches, device='cpu', amp=None):
                'IGAM (defaults)': IGAM(teacher, preset='digits'),
                'IGAM (cifar100/cifar10 preset)': IGAM(teacher, preset='cifar100/cifar10'),
                'Sarkar phase 1 (cifar10 preset)': SaliencyCurriculum(teacher, preset='cifar10'),
-               'Sarkar phase 2 (cifar10 preset)': sarkar2}
+               'Sarkar phase 2 (cifar10 preset)': sarkar2,
+               # where phase 2's time goes: each variant drops one piece of work
+               'Sarkar phase 2, literal target (no teacher CE gradient)': SaliencyCurriculum(teacher, preset='cifar10', phase1_epochs=0, phase2_target='literal'),
+               'Sarkar phase 2, beta=0 (no discriminators)': SaliencyCurriculum(teacher, preset='cifar10', phase1_epochs=0, beta=0.0),
+               'Sarkar phase 2, no alignment terms (one student gradient)': SaliencyCurriculum(teacher, preset='cifar10', phase1_epochs=0, keep_alignment_in_phase2=False)}
     fns = {}
     for name, recipe in recipes.items():
         model = create_model('preactresnet20', dataset='cifar10')

@@ -358,7 +358,7 @@ class SaliencyCurriculum(GradientMatchingRecipe):
         self.restricted_steps = check_int('restricted_steps', restricted_steps)
         self._preset_names = sorted(SARKAR_PRESETS)
         if preset is None:
-            self._digits_defaults = tuple(n for n, v in (('beta', beta), ('gamma_phase1', gamma_phase1), ('gamma_phase2', gamma_phase2), ('lr_decay', lr_decay)) if v is None)
+            self._digits_defaults = tuple(n for n, v in (('beta', beta), ('gamma_phase1', gamma_phase1), ('gamma_phase2', gamma_phase2)) if v is None)
         self.gamma_phase1, self.gamma_phase2 = check_nonnegative('gamma_phase1', pick('gamma_phase1', gamma_phase1)), check_nonnegative('gamma_phase2', pick('gamma_phase2', gamma_phase2))
         self.schedule = _check_schedule(schedule if schedule is not None else TopKSchedule(100, 50, 10, p['epochs_per_k']))
         self.phase1_epochs = p['phase1_epochs'] if phase1_epochs is _UNSET else phase1_epochs

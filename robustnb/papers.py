@@ -937,6 +937,8 @@ def side_by_side(table:pd.DataFrame, columns=None) -> pd.DataFrame:
     order), `paper` (as printed), `ours` ('mean ± std' over several seeds) and `delta` (ours minus paper)."""
     if not isinstance(table, pd.DataFrame) or not {'item', 'row', 'column', 'paper', 'ours', 'std', 'delta'} <= set(table.columns):
         raise ValueError('table: expected what reproduce returns (item, row, column, paper, ours, std, delta columns)')
+    if columns is not None and (isinstance(columns, str) or not all(isinstance(c, str) for c in columns)):
+        raise TypeError(f"columns: expected None or a list of column names (e.g. ['PGD20']), got {columns!r:.60}")
     t = table if columns is None else table[table['column'].isin(list(columns))]
     fmt = lambda m, s: '' if pd.isna(m) else (f'{m:.2f}' if pd.isna(s) else f'{m:.2f} ± {s:.2f}')
     t = t.assign(ours=[fmt(m, s) for m, s in zip(t['ours'], t['std'])], delta=t['delta'].round(2))

@@ -78,6 +78,8 @@ BAD = {
     'grid': [('a NaN coordinate', [0.0, float('nan')]), ('no coordinate', []), ('a name', 'fine')],
 }
 
+BAD['reproduce_table'] = [('a list', [1, 2]), ('a DataFrame without the columns', pd.DataFrame({'a': [1]}))]
+BAD['names'] = [("a string instead of a list", 'PGD20'), ('numbers', [20, 50])]
 BAD['vector'] = [('NaN', nan_at(L[:, 0])), ('2-D', L), ('a list', L[:, 0].tolist())]
 BAD['labels_any'] = [b for b in BAD['labels'] if b[0] not in ('label 10 for 10 classes', 'one label too few')]   # no class count
 BAD['one_image'] = [b for b in BAD['images'] if 'batch dimension' not in b[0]]   # (C, H, W) is a valid single image
@@ -308,6 +310,9 @@ def build_cases():
     c['papers.jobs'] = case(papers.jobs, {'paper': 'sat', 'item': 'Table 2'}, paper='name', scale='name')
     c['papers.parse_job'] = case(papers.parse_job, {'job_id': 'sat/table-2/at-mnist-eps-0.3/0'}, job_id='name')
     c['papers.listing'] = case(papers.listing, {'paper': 'sat'}, paper='name')
+    table = pd.DataFrame({'item': 'Table 1', 'row': 'r', 'column': ['Clean'], 'paper': ['90'], 'paper_value': [90.0], 'ours': [91.0],
+                          'std': [float('nan')], 'delta': [1.0]})
+    c['papers.side_by_side'] = case(papers.side_by_side, {'table': table}, table='reproduce_table', columns='names')
     c['papers.check_registry'] = case(papers.check_registry, {'paper': 'sat'}, paper='name')
     c['papers.reproduce'] = case(papers.reproduce, {'paper': 'sat', 'item': 'Fig. 2', 'scale': 'smoke', 'device': 'cpu', 'progress': False,
                                                     'root': f'{WALK}/runs'},

@@ -83,6 +83,7 @@ def tensors(): return torch.tensor(X).view(3, 1, 2, 2), torch.tensor(Y)
 
 
 def igam_recipe(kind='ce', lam_adv=0.7, lam_diff=2.5, **kw):
+    kw = {'disc_input': 'raw', **kw}               # the hand formulas feed the discriminator the raw gradients
     rec = IGAM(linear(WT, BT), lambda_adv=lam_adv, lambda_diff=lam_diff, grad_kind=kind, in_channels=1,
                discriminator=lambda c: linear_disc(V1, C1), **kw)
     student = linear(WS, BS)
@@ -128,7 +129,8 @@ def test_igam_student_gradient_matches_finite_differences():
 
 def sarkar_recipe(**kw):
     args = dict(beta=1.5, gamma_phase1=0.8, gamma_phase2=2.5, phase1_epochs=1, schedule=TopKSchedule(100, 50, 50, epochs_per_k=1),
-                in_channels=1, discriminator=lambda c: linear_disc(V1, C1))
+                in_channels=1, discriminator=lambda c: linear_disc(V1, C1), phase2_target='literal',   # Eq. 18 as printed
+                lr_decay=((1.0, 0.01), (0.01, 0.001)))
     rec = SaliencyCurriculum(linear(WT, BT), **{**args, **kw})
     student = linear(WS, BS)
     rec.setup(student, 'cpu')
@@ -155,6 +157,18 @@ def test_sarkar_terms_by_hand():
     assert abs(p2['loss'].item() - expected) < 1e-12
     p100 = rec.loss(student, x, y, 1.2)                                  # k = 100: the whole teacher map
     assert p100['k'] == 100 and abs(p100['curr_diff'].item() - l2(js_ce, jt)) < 1e-12
+
+
+def test_sarkar_sign_consistent_target_by_hand():
+    "The default phase-2 target: the teacher's own CE gradient on its top-k % TCI pixels (Eq. 17-18 with that target)."
+    rec, student = sarkar_recipe(phase2_target='sign_consistent')
+    x, y = tensors()
+    jt_tci, jt_ce, js_ce = grads_by_hand(WT, BT, 'tci'), grads_by_hand(WT, BT, 'ce'), grads_by_hand(WS, BS, 'ce')
+    keep = topk_by_hand(jt_tci, 50) != 0
+    target = np.where(keep, jt_ce, 0.0)
+    p2 = rec.loss(student, x, y, 2.5)
+    assert abs(p2['curr_diff'].item() - l2(js_ce, target)) < 1e-12
+    assert abs(p2['curr_robust'].item() - adv(V2, C2, target, js_ce)) < 1e-12
 
 
 def test_sarkar_ablation_switches_by_hand():
