@@ -545,6 +545,7 @@ def _attack_fn(spec, sources):
     if spec['attack'] == 'fgsm': kw = {k: v for k, v in kw.items() if k == 'eps'}
     if spec['attack'] == 'autoattack': kw = {k: v for k, v in {**kw, 'attacks': spec.get('attacks')}.items() if k in ('eps', 'version', 'norm', 'attacks', 'n_iter') and v is not None}
     if spec['attack'] == 'autoattack' and kw.get('version') not in (None, 'standard', 'plus', 'rand', 'custom'): kw.pop('version')
+    if spec['attack'] == 'autoattack': kw['progress'] = False       # robust_accuracy's bar covers it
     if spec['attack'] == 'transfer':
         source = sources[spec['column']]
         inner = {k: v for k, v in kw.items() if k in ('eps', 'alpha', 'steps')}
