@@ -27,9 +27,10 @@ def time_alternating(fns, repeats=5, warmup=1):
 def ratio_table(medians, baseline, title=''):
     "A plain-text table of medians and their ratio to `baseline` (a key of `medians`)."
     rows = [f'{title}'] if title else []
-    rows.append(f'{"contender":<32}{"median s":>12}{"ratio":>10}')
+    w = max(32, *(len(k) + 2 for k in medians))           # long names keep the columns aligned
+    rows.append(f'{"contender":<{w}}{"median s":>12}{"ratio":>10}')
     for k, v in medians.items():
-        rows.append(f'{k:<32}{v:>12.4f}{v / medians[baseline]:>9.2f}x')
+        rows.append(f'{k:<{w}}{v:>12.4f}{v / medians[baseline]:>9.2f}x')
     return '\n'.join(rows)
 
 

@@ -147,7 +147,7 @@ def sanity_check(model:torch.nn.Module, x:torch.Tensor, y:torch.Tensor, eps:floa
                'PGD-20 (eps/2)': partial(pgd, eps=eps/2, alpha=eps/8, steps=20),
                'PGD-20 (2eps)': partial(pgd, eps=min(1.0, 2*eps), alpha=min(1.0, 2*eps)/4, steps=20),
                'PGD-20 (large eps)': partial(pgd, eps=large_eps, alpha=large_eps/4, steps=20),
-               'AA': partial(autoattack, eps=eps, version=aa_version, attacks=aa_attacks, seed=seed)}
+               'AA': partial(autoattack, eps=eps, version=aa_version, attacks=aa_attacks, seed=seed, progress=False)}
     if source is not None: attacks['Black-box'] = partial(transfer_attack, source, eps=eps, alpha=eps/4, steps=20)
     acc = robust_accuracy({'model': model}, (x, y), attacks, batch_size=batch_size, seed=seed, progress=False).iloc[0].to_dict()
     with frozen_eval(model), torch.no_grad(): chance = 100/model(x[:1].to(_device(model))).shape[1]
