@@ -235,9 +235,9 @@ def _at_scale(train, scale, seed):
         t = _rescale_epochs({**t, 'lr_schedule': t['lr_schedule'] if own else 'constant'}, QUICK['epochs'])
         if not own:             # one budget for every row; a method's own schedule (Sarkar) is kept
             t['lr_schedule'] = ('piecewise', tuple(m*QUICK['epochs'] for m in QUICK['lr_schedule'][1]), QUICK['lr_schedule'][2])
-        own = getattr(METHODS.get(t['method']), 'train_presets', {}).get('digits', {})
-        opt = own.get('optimizer') or (t['optimizer'] if t['optimizer'] in QUICK['lr'] else 'sgd')
-        t.update(dataset='digits', network=QUICK['network'], optimizer=opt, lr=own.get('lr', QUICK['lr'][opt]), momentum=QUICK['momentum'],
+        digits_fit = getattr(METHODS.get(t['method']), 'train_presets', {}).get('digits', {})   # e.g. IGAM's Adam at 5e-4
+        opt = digits_fit.get('optimizer') or (t['optimizer'] if t['optimizer'] in QUICK['lr'] else 'sgd')
+        t.update(dataset='digits', network=QUICK['network'], optimizer=opt, lr=digits_fit.get('lr', QUICK['lr'][opt]), momentum=QUICK['momentum'],
                  weight_decay=QUICK['weight_decay'], batch_size=QUICK['batch_size'], augment=None,
                  n_train=_TRAIN_SIZE['digits'], shape=list(dataset_info('digits').shape), num_classes=10,
                  args=_cap_steps(_scale_budget({**t['args'], **QUICK['args_of'].get(t['method'], {})}, factor), QUICK['max_train_steps'], keep_travel=True),
@@ -514,7 +514,7 @@ def trained_model(train:dict, root='runs', data_root=None, device='auto', progre
         return model.eval().to(dev), history, folder
     recipe = _recipe(train, teachers, data)
     callbacks = [_tracker(train, recipe, data, _data(train, 'test', data_root), folder)] if train.get('track') else []
-    if train.get('snapshots'): callbacks.append(_snapshotter(recipe, folder))
+    if train.get('snapshots'): callbacks.append(_snapshotter(recipe, folder, train['epochs']))
     history = fit(model, recipe, data, train['epochs'], optimizer=_optimizer(train), lr_schedule=_lr_schedule(train, recipe),
                   device=dev, checkpoint_dir=folder/'ckpt', seed=train['seed'], lr=train['lr'], callbacks=callbacks,
                   weight_decay=train['weight_decay'], batch_size=train['batch_size'], keep_best=False, progress=progress)
@@ -526,13 +526,14 @@ def trained_model(train:dict, root='runs', data_root=None, device='auto', progre
     _barrier()
     return model.eval(), history, folder
 
-def _snapshotter(recipe, folder):
-    """A `fit` callback keeping the weights of a Sarkar run at the end of phase 1 and at the last epoch of each k, in
-    `folder/snapshots/<label>.pt` ('phase1', 'k100', ..., 'k50'): what Figs. 2-3 evaluate after each curriculum step."""
+def _snapshotter(recipe, folder, epochs):
+    """A `fit` callback keeping the weights of a Sarkar run of `epochs` epochs at the end of phase 1 and at the last epoch
+    of each k, in `folder/snapshots/<label>.pt` ('phase1', 'k100', ..., 'k50'): what Figs. 2-3 evaluate after each step."""
     def callback(epoch, row, model):
-        k = recipe.k(epoch - 1e-6)                    # the k of the epoch's last batch (epochs are 1-based here)
-        if k is None and epoch != recipe._phase1_epochs(): return
-        if main_process():                            # a later epoch of the same k overwrites: the step's last one is kept
+        if recipe.phase(epoch) == 1: return           # the next epoch is still phase 1
+        k = recipe.k(epoch - 1e-6)                    # the k of the epoch's last batch (epochs are 1-based here); None: phase 1's end
+        if k is not None and epoch < epochs and recipe.k(epoch + 1 - 1e-6) == k: return   # not this k's last epoch
+        if main_process():
             path = Path(folder)/'snapshots'/(f'k{k:g}.pt' if k is not None else 'phase1.pt')
             path.parent.mkdir(parents=True, exist_ok=True)
             save_model(getattr(model, 'module', model), path)
@@ -543,9 +544,10 @@ def _attack_fn(spec, sources):
     "A callable (model, x, y) -> x_adv for an attack column of the registry."
     kw = {k: spec[k] for k in _ATTACK_KEYS + ('n_iter',) if spec.get(k) is not None}
     if spec['attack'] == 'fgsm': kw = {k: v for k, v in kw.items() if k == 'eps'}
-    if spec['attack'] == 'autoattack': kw = {k: v for k, v in {**kw, 'attacks': spec.get('attacks')}.items() if k in ('eps', 'version', 'norm', 'attacks', 'n_iter') and v is not None}
-    if spec['attack'] == 'autoattack' and kw.get('version') not in (None, 'standard', 'plus', 'rand', 'custom'): kw.pop('version')
-    if spec['attack'] == 'autoattack': kw['progress'] = False       # robust_accuracy's bar covers it
+    if spec['attack'] == 'autoattack':               # robust_accuracy's bar covers AutoAttack's own
+        kw = {k: v for k, v in {**kw, 'attacks': spec.get('attacks')}.items() if k in ('eps', 'version', 'norm', 'attacks', 'n_iter') and v is not None}
+        if kw.get('version') not in (None, 'standard', 'plus', 'rand', 'custom'): kw.pop('version')
+        kw['progress'] = False
     if spec['attack'] == 'transfer':
         source = sources[spec['column']]
         inner = {k: v for k, v in kw.items() if k in ('eps', 'alpha', 'steps')}
@@ -637,8 +639,7 @@ def _analysis_alignment(model, cfg, test, sources, folder, history):
         d = input_grad(model, xb, yb, 'tci') - input_grad(teacher, xb, yb, 'tci')   # a diverged model gives NaN, shown as such
         diff += float(d.pow(2).flatten(1).sum(1).sum())
     out = {'CE loss': ce/len(x), 'Alignment loss': diff/len(x)}
-    last = history.iloc[-1] if len(history) else {}
-    out.update({f'train {k}': float(last[k]) for k in ('ce', 'diff', 'robust') if k in getattr(history, 'columns', ())})
+    if len(history): out.update({f'train {k}': float(history[k].iloc[-1]) for k in ('ce', 'diff', 'robust') if k in history.columns})
     return out
 
 def _analysis_decision_slice(model, cfg, test, sources, folder, history):

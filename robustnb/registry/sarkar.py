@@ -980,7 +980,8 @@ from .igam import with_app_a_conventions
 with_app_a_conventions(ENTRIES);
 
 # %% ../../nbs/13a_registry_sarkar.ipynb #f491f4e4
-SECTION5_LR_DECAY = ((1.0, 0.01), (0.01, 0.001))     # Sarkar §5: 0.1 -> 0.001 (phase 1), 0.001 -> 0.0001 (phase 2)
+from ..matching import SARKAR_PRESETS
+SECTION5_LR_DECAY = SARKAR_PRESETS['cifar10']['lr_decay']   # Sarkar §5: 0.1 -> 0.001 (phase 1), 0.001 -> 0.0001 (phase 2)
 
 def with_section5_lr_decay(entries):
     "Every row of Sarkar's method in `entries` with §5's two-phase LR decay unless it states its own (in place); returns `entries`."
