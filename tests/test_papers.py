@@ -234,3 +234,21 @@ def test_k_curve_alignment_and_decision_slice_analyses(tmp_path):
     assert {'CE loss', 'Alignment loss', 'train diff'} <= set(t7.loc['Our Model'].index)
     f7 = reproduce('igam', 'Fig. 7', scale='smoke', root=tmp_path, device='cpu', progress=False)
     assert (f7['status'].str.startswith('ok')).all() and 'correct share of the plane' in set(f7['column'])
+
+
+def test_snapshots_are_written_once_per_k(monkeypatch, tmp_path):
+    "The model after phase 1 and after the last epoch of each k, with whole and fractional epochs per k (epochs by hand)."
+    from robustnb.curriculum import TopKSchedule
+    from robustnb.matching import SaliencyCurriculum
+    from robustnb.models import SmallCNN
+    saved = []
+    monkeypatch.setattr(papers, 'save_model', lambda model, path: saved.append(path.name))
+    for per_k, epochs, expected in ((2, 8, {2: 'phase1.pt', 4: 'k100.pt', 6: 'k90.pt', 8: 'k80.pt'}),
+                                    (1.5, 7, {2: 'phase1.pt', 3: 'k100.pt', 5: 'k90.pt', 7: 'k80.pt'})):
+        recipe = SaliencyCurriculum(SmallCNN(input_size=8), phase1_epochs=2, schedule=TopKSchedule(100, 80, 10, per_k))
+        assert recipe.total_epochs == epochs
+        callback, seen = papers._snapshotter(recipe, tmp_path, epochs), {}
+        for epoch in range(1, epochs + 1):
+            n = len(saved); callback(epoch, None, None)
+            if len(saved) > n: seen[epoch] = saved[-1]
+        assert seen == expected, (per_k, seen)
