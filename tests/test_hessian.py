@@ -156,10 +156,13 @@ def test_methods_agree_and_state_is_kept(train):
     b = hvp(model, x, y, v, method='forward_over_reverse')
     for s, t in zip(a, b): assert torch.allclose(s, t, rtol=1e-4, atol=1e-5)
     top_eigenvalues(model, x, y, k=2); hessian_trace(model, x, y, n_samples=3); grad_norm(model, x, y)
-    taylor_bounds(model, x, y); per_sample_eigen_estimate(model, x, y, sub_batch=4)
+    taylor_bounds(model, x, y); per_sample_eigen_estimate(model, x, y, estimator='sat', sub_batch=4)
     if train:                                            # one-sample batches need eval-mode BatchNorm
         with pytest.raises(ValueError, match='^model: BatchNorm'): per_sample_top_eigenvalue(model, x[:3], y[:3])
-    else: per_sample_top_eigenvalue(model, x[:3], y[:3], max_iter=5)
+        with pytest.raises(ValueError, match='^model: BatchNorm'): per_sample_eigen_estimate(model, x, y)
+    else:
+        per_sample_top_eigenvalue(model, x[:3], y[:3], max_iter=5)
+        per_sample_eigen_estimate(model, x, y); per_sample_eigen_estimate(model, x, y, estimator='power', iterations=2)
     assert model.training == train and all(m.training == train for m in model.modules())
     assert not model[0].bias.requires_grad and model[0].weight.requires_grad
     assert torch.equal(model[4].weight.grad, torch.full_like(model[4].weight, 7.0)) and model[0].weight.grad is None
@@ -172,9 +175,12 @@ def test_per_sample_estimate_is_batched_consistently():
     model = create_model('smallcnn', dataset='digits').eval()
     g = torch.Generator().manual_seed(1)
     x, y = torch.rand(40, 1, 8, 8, generator=g), torch.randint(0, 10, (40,), generator=g)
-    whole = per_sample_eigen_estimate(model, x, y, sub_batch=16)
-    parts = torch.cat([per_sample_eigen_estimate(model, x[i:i + 16], y[i:i + 16], sub_batch=16) for i in (0, 16, 32)])
+    whole = per_sample_eigen_estimate(model, x, y, estimator='sat', sub_batch=16)
+    parts = torch.cat([per_sample_eigen_estimate(model, x[i:i + 16], y[i:i + 16], estimator='sat', sub_batch=16) for i in (0, 16, 32)])
     assert torch.allclose(whole, parts, rtol=1e-5)
+    # each sample's own gradient: the chunk size is memory only
+    own = [per_sample_eigen_estimate(model, x, y, sub_batch=s, dtype=torch.float64) for s in (1, 7, 40)]
+    for o in own[1:]: assert torch.allclose(o, own[0], rtol=1e-9, atol=1e-9)
 
 
 def test_bad_input_names_the_argument():
@@ -186,6 +192,9 @@ def test_bad_input_names_the_argument():
              (lambda: taylor_bounds(model, x, y, alpha_frac=-0.1), 'alpha_frac:'),
              (lambda: per_sample_eigen_estimate(model, x, y, sub_batch=0), 'sub_batch:'),
              (lambda: per_sample_eigen_estimate(model, x, y, bound='both'), 'bound:'),
+             (lambda: per_sample_eigen_estimate(model, x, y, estimator='exact'), 'estimator:'),
+             (lambda: per_sample_eigen_estimate(model, x, y, estimator='power', iterations=0), 'iterations:'),
+             (lambda: taylor_bounds(model, x, y, form='paper'), 'form:'),
              (lambda: per_sample_top_eigenvalue(model, x, y, tol=0), 'tol:')]
     for fn, name in cases:
         with pytest.raises(ValueError, match=f'^{name}'): fn()
@@ -201,7 +210,8 @@ def test_per_sample_estimate_with_single_sample_batches_is_the_batch_bound():
     g = torch.Generator().manual_seed(3)
     x, y = torch.rand(5, 1, 8, 8, generator=g, dtype=torch.float64), torch.randint(0, 4, (5,), generator=g)
     for bound, k in (('lower', 0), ('upper', 1)):
-        est = per_sample_eigen_estimate(model, x, y, sub_batch=1, alpha_frac=0.05, bound=bound)
+        est = per_sample_eigen_estimate(model, x, y, estimator='sat', sub_batch=1, alpha_frac=0.05, bound=bound)
+        assert torch.allclose(per_sample_eigen_estimate(model, x, y, alpha_frac=0.05, bound=bound), est, rtol=1e-9, atol=1e-12)
         single = torch.tensor([taylor_bounds(model, x[i:i + 1], y[i:i + 1], alpha_frac=0.05)[k] for i in range(5)],
                               dtype=torch.float64)
         assert torch.allclose(est.double(), single, rtol=1e-9, atol=1e-12)
