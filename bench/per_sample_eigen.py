@@ -12,7 +12,8 @@ trained here when none is given), 128 training digits (fixed draw) are attacked 
 Spearman rank correlation with exact (SAT reports 0.61-0.65 on CIFAR-10 ResNets), and the cost of one estimate of the
 128 samples in forward+backward passes of the same 128 (median of alternating runs, 1 thread).
 
-    python bench/per_sample_eigen.py --models /tmp/satmodels --csv bench/results/per_sample_eigen.csv
+    python bench/per_sample_eigen.py --models /tmp/satmodels --pattern '*seed0.pt' --csv bench/results/per_sample_eigen.csv
+    python bench/per_sample_eigen.py --train-seeds 0 1 2 --csv bench/results/per_sample_eigen_eps0.2.csv
 """
 import glob
 import os
@@ -42,6 +43,7 @@ def main(argv=None):
     p.add_argument('--models', default=None, help='folder of state dicts from bench/sat_digits.py --save')
     p.add_argument('--pattern', default='*.pt')
     p.add_argument('--n', type=int, default=128)
+    p.add_argument('--train-seeds', type=int, nargs='+', default=[0], help='without --models: PGD-AT models (digits preset) trained from these seeds')
     p.add_argument('--repeats', type=int, default=5)
     p.add_argument('--csv', default=None)
     args = p.parse_args(argv)
@@ -62,9 +64,10 @@ def main(argv=None):
             m = create_model('smallcnn', dataset='digits'); m.load_state_dict(torch.load(f, weights_only=True))
             models[os.path.basename(f)[:-3]] = (m.eval(), float(re.search(r'eps([0-9.]+)_', os.path.basename(f))[1]))
     else:
-        set_seed(0); m = create_model('smallcnn', dataset='digits')
-        fit(m, PGDAT(preset='digits'), (train.images, train.labels), epochs=15, batch_size=64, progress=False)
-        models['PGD-AT_eps0.2_seed0'] = (m.eval(), 0.2)
+        for seed in args.train_seeds:
+            set_seed(seed); m = create_model('smallcnn', dataset='digits')
+            fit(m, PGDAT(preset='digits'), (train.images, train.labels), epochs=15, batch_size=64, seed=seed, progress=False)
+            models[f'PGD-AT_eps0.2_seed{seed}'] = (m.eval(), 0.2)
     rows = []
     for name, (m, eps) in models.items():
         xa = pgd(m, x, y, eps, 2.5*eps/10, 10, seed=0)

@@ -70,6 +70,7 @@ def main(argv=None):
                                  perturbed=None if moved is None else round(sum(moved)/len(moved), 3)))
                 print(f'eps {eps}  seed {seed}  {name:14s} clean {clean:5.1f}  PGD-20 {robust:5.1f}  {seconds:6.0f} s'
                       + ('' if moved is None else f'  share perturbed per epoch {[round(v, 2) for v in moved]}'), flush=True)
+                if args.csv: pd.DataFrame(rows).to_csv(args.csv, index=False)     # after every run: a long job keeps what it did
                 if args.save:
                     import os; os.makedirs(args.save, exist_ok=True)
                     torch.save(m.state_dict(), f"{args.save}/{name.replace(' ', '_').replace('(', '').replace(')', '')}_eps{eps}_seed{seed}.pt")

@@ -505,7 +505,10 @@ def _own_gradient_chunk(model, names, params, buffers, x, y, loss_fn, estimator,
                 hu = vmap(hvp_one)(u, x, y)
                 est = sum((u[k]*hu[k]).flatten(1).sum(1) for k in names)   # the Rayleigh quotient u^T H_i u
                 u = unit(hu, norm(hu))
-    return torch.where(gn > 0, est, torch.zeros_like(est))
+    # a step alpha_frac*||g_i|| whose square the dtype cannot hold (||g_i|| below ~1e-17 in float32: a saturated sample,
+    # flat to second order too) gives 0, as a zero gradient does, rather than inf*0
+    flat = alpha_frac*gn <= 1e3*torch.finfo(gn.dtype).tiny**0.5
+    return torch.where(flat, torch.zeros_like(est), est)
 
 @on_model_device()
 def per_sample_eigen_estimate(model, x, y, estimator:str='own', bound:str=None, sub_batch:int=32, alpha_frac:float=0.01,

@@ -178,12 +178,12 @@ class WideResNet(Classifier):
 
 # %% ../nbs/01_models.ipynb #645a212f
 class TorchvisionResNet(Classifier):
-    "torchvision ResNet-`depth` (18 or 34) with a `Normalize` first layer; 3×3 stem without max-pool for inputs <= 64."
+    "torchvision ResNet-`depth` (18, 34 or 50) with a `Normalize` first layer; 3×3 stem without max-pool for inputs <= 64."
     def __init__(self, depth:int=18, num_classes:int=10, in_channels:int=3, input_size:int=32, mean=None, std=None):
         super().__init__()
         import torchvision
         _check_input(in_channels, input_size, min_size=16, num_classes=num_classes)
-        if depth not in (18, 34): raise ValueError(f'depth: expected 18 or 34, got {depth!r}')
+        if depth not in (18, 34, 50): raise ValueError(f'depth: expected 18, 34 or 50, got {depth!r}')
         self._record(depth=depth, num_classes=num_classes, in_channels=in_channels, input_size=input_size, mean=mean, std=std)
         net = getattr(torchvision.models, f'resnet{depth}')(weights=None, num_classes=num_classes)
         if input_size <= 64:
@@ -192,7 +192,7 @@ class TorchvisionResNet(Classifier):
         self.normalize = Normalize(mean or (0.0,)*in_channels, std or (1.0,)*in_channels)
         self.stem = nn.Sequential(net.conv1, net.bn1, net.relu, net.maxpool)
         self.layer1, self.layer2, self.layer3, self.layer4 = net.layer1, net.layer2, net.layer3, net.layer4
-        self.feature_dim = 512
+        self.feature_dim = net.fc.in_features             # 512; 2048 for ResNet-50's bottleneck blocks
         self.fc = net.fc
     def feature_maps(self, x): return self.layer4(self.layer3(self.layer2(self.layer1(self.stem(self.normalize(x))))))
 
@@ -282,7 +282,8 @@ MODEL_NAMES = {                                     # name -> what it builds (th
     'wrn-28-10': 'WideResNet-28-10, pre-activation blocks', 'wrn-32-10': "WideResNet-32-10 (Madry's 6n+2 depth)",
     'wrn-34-10': 'WideResNet-34-10', 'wrn-<depth>-<width>': 'any WideResNet, depth 6n+4 or 6n+2',
     'resnet18': "torchvision's ResNet-18; for inputs of at most 64 px its CIFAR stem (3x3 conv, no max-pool)",
-    'resnet34': "torchvision's ResNet-34; the same stem rule"}
+    'resnet34': "torchvision's ResNet-34; the same stem rule",
+    'resnet50': "torchvision's ResNet-50 (bottleneck blocks, 2048 features); the same stem rule"}
 
 def create_model(name:str, num_classes:int=None, in_channels:int=None, input_size:int=None, dataset:str=None, **kwargs) -> Classifier:
     "Classifier `name` (see `MODEL_NAMES`); `dataset` supplies defaults for classes, channels, size and normalization."
@@ -298,7 +299,7 @@ def create_model(name:str, num_classes:int=None, in_channels:int=None, input_siz
     if key in ('madry-mnist-cnn', 'madrycnn'): return MadryCNN(in_channels=pick(in_channels, 1), input_size=pick(input_size, 28), **args)
     args.update(in_channels=pick(in_channels, 3), input_size=pick(input_size, 32))
     if key in ('preactresnet20', 'prn20', 'preact-resnet20'): return PreActResNet20(**args)
-    if key in ('resnet18', 'resnet34'): return TorchvisionResNet(int(key[6:]), **args)
+    if key in ('resnet18', 'resnet34', 'resnet50'): return TorchvisionResNet(int(key[6:]), **args)
     parts = key.split('-')
     if len(parts) == 3 and parts[0] in ('wrn', 'wideresnet') and parts[1].isdigit() and parts[2].isdigit():
         return WideResNet(int(parts[1]), int(parts[2]), **args)

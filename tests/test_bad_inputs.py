@@ -165,6 +165,8 @@ def build_cases():
     c['saliency.topk_saliency'] = case(saliency.topk_saliency, {'J': J, 'k': 50}, J='logits', k='positive')
     c['saliency.attention_map'] = case(saliency.attention_map, {'model': M, 'x': X}, model='model', x='images', upsample='bool')
     c['saliency.gradcam'] = case(saliency.gradcam, {'model': M, 'x': X}, model='model', x='images', relu='bool', upsample='bool')
+    c['saliency.class_attention_map'] = case(saliency.class_attention_map, {'model': M, 'x': X, 'target': Y}, model='model', x='images',
+                                             target='labels', relu='bool', upsample='bool', create_graph='bool', eps='positive')
     c['saliency.attribute'] = case(saliency.attribute, {'model': M, 'x': X, 'y': Y, 'method': 'saliency'}, **hes,
                                    method='name', n_steps='int', nt_samples='int', stdev='nonneg', seed='int0')
     c['saliency.Resize'] = case(saliency.Resize, {'size': 16}, size='int', mode='name')
@@ -187,7 +189,8 @@ def build_cases():
     c['losses.mart_loss'] = case(losses.mart_loss, {**two, 'y': Y}, logits_nat='logits', logits_adv='logits', y='labels', beta='nonneg')
     c['losses.adversarial_distillation_loss'] = case(losses.adversarial_distillation_loss,
                                                      {'student_adv': L, 'teacher_nat': L.flip(0), 'y': Y},
-                                                     student_adv='logits', teacher_nat='logits', y='labels', kind='name')
+                                                     student_adv='logits', teacher_nat='logits', y='labels', kind='name',
+                                                     kl_order='name')
     c['losses.gradient_adversarial_loss'] = case(losses.gradient_adversarial_loss, {'d_teacher': L[:, 0], 'd_student': L[:, 1]},
                                                  non_saturating='bool')
     c['losses.gradient_l2'] = case(losses.gradient_l2, {'j_student': J, 'j_teacher': J.flip(0)}, j_student='logits', j_teacher='logits')
@@ -213,9 +216,10 @@ def build_cases():
     c['hessian.hessian_trace'] = case(hessian.hessian_trace, {'model': M, 'x': X, 'y': Y, 'n_samples': 2}, **hes, progress='bool',
                                       n_samples='int', seed='int0', loss_fn='callable', probes_per_pass='int')
     c['hessian.grad_norm'] = case(hessian.grad_norm, {'model': M, 'x': X, 'y': Y}, **hes, loss_fn='callable')
-    c['hessian.taylor_bounds'] = case(hessian.taylor_bounds, {'model': M, 'x': X, 'y': Y}, **hes, alpha_frac='positive', sub_batch='int')
+    c['hessian.taylor_bounds'] = case(hessian.taylor_bounds, {'model': M, 'x': X, 'y': Y}, **hes, alpha_frac='positive', sub_batch='int', form='name')
     c['hessian.per_sample_eigen_estimate'] = case(hessian.per_sample_eigen_estimate, {'model': M, 'x': X, 'y': Y, 'sub_batch': 2},
-                                                  **hes, sub_batch='int', alpha_frac='positive', bound='name')
+                                                  **hes, sub_batch='int', alpha_frac='positive', bound='name',
+                                                  estimator='name', iterations='int', form='name')
     c['hessian.per_sample_top_eigenvalue'] = case(hessian.per_sample_top_eigenvalue, {'model': M, 'x': X[:2], 'y': Y[:2], 'max_iter': 2},
                                                   model='model', tol='positive', max_iter='int', seed='int0')
     # train
@@ -248,16 +252,20 @@ def build_cases():
     c['recipes.TRADES'] = case(recipes.TRADES, {'eps': 0.1}, **adv, beta='nonneg')
     c['recipes.ALP'] = case(recipes.ALP, {'eps': 0.1}, **adv, pair_weight='nonneg')
     c['recipes.MART'] = case(recipes.MART, {'eps': 0.1}, **adv, beta='nonneg')
-    c['recipes.ADT'] = case(recipes.ADT, {'teacher': teacher, 'eps': 0.1}, teacher='module', **adv, T='positive', kd_beta='nonneg', loss='name')
-    c['recipes.AODT'] = case(recipes.AODT, {'teacher': teacher, 'eps': 0.1}, teacher='module', **adv, beta='nonneg', teacher_lr='positive')
+    c['recipes.ADT'] = case(recipes.ADT, {'teacher': teacher, 'eps': 0.1}, teacher='module', **adv, T='positive', kd_beta='nonneg', loss='name',
+                            kl_order='name', max_grad_norm='positive')
+    c['recipes.AODT'] = case(recipes.AODT, {'teacher': teacher, 'eps': 0.1}, teacher='module', **adv, beta='nonneg', teacher_lr='positive',
+                             teacher_weight_decay='nonneg', teacher_momentum='fraction', kl_order='name')
     c['recipes.PSAT'] = case(recipes.PSAT, {'eps': 0.1}, **adv, lambda_schedule='callable')
     c['recipes.HSAT'] = case(recipes.HSAT, {'eps': 0.1}, **adv, sub_batch='int', alpha_frac='positive', reselect='name')
     c['recipes.AGKDBML'] = case(recipes.AGKDBML, {'teacher': teacher, 'eps': 0.1}, teacher='module', **adv, label_smoothing='fraction',
-                                beta='nonneg', attention_weight='nonneg', triplet_weight='nonneg', mart='bool')
+                                beta='nonneg', attention_weight='nonneg', triplet_weight='nonneg', mart='bool',
+                                attention='name', partners='name', memory_size='int')
     c['recipes.trades_attack'] = case(recipes.trades_attack, {'model': M, 'x': X, 'y': Y, 'recipe': recipes.TRADES(eps=0.1, steps=1)},
                                       model='model', x='images', y='labels')
     c['recipes.most_confusing_class'] = case(recipes.most_confusing_class, {'logits': L, 'y': Y}, logits='logits', y='labels')
     c['recipes.partner_indices'] = case(recipes.partner_indices, {'y': Y, 'wanted': Y.flip(0)}, y='labels_any', wanted='labels_any')
+    c['recipes.ClassMemory'] = case(recipes.ClassMemory, {'num_classes': 10}, num_classes='int', size='int')
     # matching
     c['matching.student_input_grads'] = case(matching.student_input_grads, {'model': M, 'x': X, 'y': Y}, **hes, kinds='name')
     c['matching.disc_view'] = case(matching.disc_view, {'j': J}, j='logits', disc_input='name')
@@ -276,6 +284,12 @@ def build_cases():
                                          model='model', n='int', batch_size='int', seed='int0')
     c['evaluate.paper_attacks'] = case(evaluate.paper_attacks, {'paper': 'sat'}, paper='name', dataset='name', eps='nonneg')
     c['evaluate.sanity_check'] = case(evaluate.sanity_check, attack_args(aa_version='custom', aa_attacks=['apgd-ce']), **att)
+    c['evaluate.KNNClassifier'] = case(evaluate.KNNClassifier, {'model': M, 'train_data': (X, Y), 'k': 2}, model='model', k='int',
+                                       metric='name', features='callable', batch_size='int')
+    c['evaluate.knn_accuracy'] = case(evaluate.knn_accuracy, {'model': M, 'train_data': (X, Y), 'test_x': X, 'test_y': Y, 'k': 2},
+                                      model='model', test_x='images', test_y='labels', k='int', metric='name', attack='callable',
+                                      seed='int0', batch_size='int')
+    c['evaluate.Quantize'] = case(evaluate.Quantize, {'model': M, 'levels': 4}, model='module', levels='int', straight_through='bool')
     # landscape
     dirs = landscape.random_directions(M, 2)
     c['landscape.normalize_direction'] = case(landscape.normalize_direction, {'model': M, 'direction': dirs[0]}, model='module', norm='name')

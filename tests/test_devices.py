@@ -387,6 +387,7 @@ NOT_WRAPPED = {
     'random_directions': 'no tensor argument: the directions are drawn on the model\'s device',
     'embed_features': 'moves batch by batch (a large x need not fit on the GPU at once); returns NumPy arrays',
     'robust_accuracy': 'moves each batch to each model\'s device', 'sanity_check': 'through robust_accuracy',
+    'knn_accuracy': 'moves batch by batch, through KNNClassifier (the memory) and robust_accuracy (the test images)',
 }
 
 @pytest.mark.parametrize('module', [attacks, saliency, hessian, landscape, evaluate, plots, recipes, matching], ids=lambda m: m.__name__)

@@ -65,3 +65,20 @@ def test_weights_must_be_finite_non_negative_numbers(bad):
         trades_loss(logits, logits + 0.1, y, beta=bad)
     with pytest.raises((ValueError, TypeError), match='^beta: expected a finite number >= 0'):
         mart_loss(logits, logits + 0.1, y, beta=bad)
+
+
+def test_distillation_trades_pairing_kl_direction(batch):
+    "ADT Eq. 5 as printed: KL(p_adv || p_nat) by default; kl_order='trades' is TRADES' KL(p_nat || p_adv); float64."
+    adv, nat, y = batch
+    teacher = adv[::-1].copy()
+    p_adv, p_nat = _softmax(adv), _softmax(nat)
+    printed = (p_adv * (np.log(p_adv) - np.log(p_nat))).sum(1).mean()
+    trades = (p_nat * (np.log(p_nat) - np.log(p_adv))).sum(1).mean()
+    mse = ((adv - teacher) ** 2).mean()
+    call = lambda **kw: adversarial_distillation_loss(_t(adv), _t(teacher), torch.tensor(y), student_nat=_t(nat), pairing='trades',
+                                                      alpha=6.0, **kw)
+    assert abs(call()['loss'].item() - (mse + 6 * printed)) < 1e-9
+    assert abs(call(kl_order='printed')['pair'].item() - 6 * printed) < 1e-9
+    assert abs(call(kl_order='trades')['pair'].item() - 6 * trades) < 1e-9
+    assert abs(call(kl_order='trades')['pair'].item() / 6 - trades_loss(_t(nat), _t(adv), torch.tensor(y))['kl'].item()) < 1e-9
+    with pytest.raises(ValueError, match='^kl_order'): call(kl_order='reversed')

@@ -105,8 +105,9 @@ def test_the_recipe_class_decides_per_dataset():
     for R in (PGDAT, TRADES, ALP, MART):
         for ds in ('cifar10', 'cifar100'): assert resolve_fit_config(R(preset=ds)) == ADT_CIFAR   # ADT §4
     t = create_model('smallcnn', dataset='digits')
-    assert resolve_fit_config(ADT(t, preset='cifar10')) == {**ADT_CIFAR, 'max_grad_norm': 1.0}   # + our clipping
+    assert resolve_fit_config(ADT(t, preset='cifar10')) == ADT_CIFAR                            # no clipping (not in the paper)
     assert resolve_fit_config(AODT(t, preset='cifar10')) == ADT_CIFAR
+    assert resolve_fit_config(ADT(t, preset='cifar10', max_grad_norm=1.0)) == {**ADT_CIFAR, 'max_grad_norm': 1.0}   # when asked
     for R in (PSAT, HSAT):                                                                      # SAT App. A, PRN-20
         c10, c100 = resolve_fit_config(R(preset='cifar10')), resolve_fit_config(R(preset='cifar100'))
         assert (c10['lr'], c10['lr_schedule'], c10['epochs'], c10['weight_decay']) == (0.05, (40, 60, 80), 100, 5e-4)
@@ -132,3 +133,25 @@ def test_gradient_matching_presets():
     digits = SaliencyCurriculum(SmallCNN(input_size=10))
     assert digits.lr_decay == ((1.0, 0.01), (0.1, 0.01)) and digits.phase2_target == 'sign_consistent'
     assert resolve_fit_config(SaliencyCurriculum(SmallCNN(input_size=10)), epochs=20)['lr'] == 2e-3
+
+
+def test_adt_attack_presets_follow_the_paper_and_leave_the_others():
+    "ADT §4: eps 0.031, step 0.007, 10 steps on CIFAR for ADT and AODT; PGD-AT, TRADES, ALP, MART keep 8/255 and 2/255."
+    t = create_model('smallcnn', dataset='digits')
+    for ds in ('cifar10', 'cifar100'):
+        for r in (ADT(t, preset=ds), AODT(t, preset=ds), ADT(t, preset=ds, pairing='trades')):
+            assert (r.eps, r.alpha, r.steps) == (0.031, 0.007, 10)
+        for R in (PGDAT, TRADES, ALP, MART):
+            assert (R(preset=ds).eps, R(preset=ds).alpha, R(preset=ds).steps) == pytest.approx((8/255, 2/255, 10))
+    assert ADT(t, preset='cifar10', steps=20).steps == 20                  # explicit keywords win
+
+
+def test_aodt_teacher_optimizer_is_the_papers_on_the_students_schedule():
+    "ADT §4: SGD lr 0.1, momentum 0.9, weight decay 2e-4; the teacher follows the student's schedule (x0.1 after epoch 1)."
+    recipe = AODT(create_model('smallcnn', dataset='digits'), eps=0.1, steps=1)
+    assert (recipe.teacher_lr, recipe.teacher_momentum, recipe.teacher_weight_decay) == (0.1, 0.9, 2e-4)
+    x, y = torch.rand(8, 1, 8, 8), torch.arange(8) % 10
+    fit(create_model('smallcnn', dataset='digits'), recipe, (x, y), epochs=2, lr_schedule=(1,), batch_size=8, progress=False)
+    group = recipe.optimizers['teacher'].param_groups[0]
+    assert (group['initial_lr'], group['momentum'], group['weight_decay']) == (0.1, 0.9, 2e-4)
+    assert group['lr'] == pytest.approx(0.01)
