@@ -173,10 +173,12 @@ def sanity_check(model:torch.nn.Module, x:torch.Tensor, y:torch.Tensor, eps:floa
     return table
 
 # %% ../nbs/09_evaluate.ipynb #4a7c1e21
+def _round_to_grid(x, levels): return torch.round(x*(levels - 1))/(levels - 1)
+
 class _RoundStraightThrough(torch.autograd.Function):
     "Rounding to a grid in the forward pass, the identity in the backward pass (BPDA, Athalye et al. 2018 §4.1)."
     @staticmethod
-    def forward(ctx, x, levels): return torch.round(x*(levels - 1))/(levels - 1)
+    def forward(ctx, x, levels): return _round_to_grid(x, levels)
     @staticmethod
     def backward(ctx, grad): return grad, None
 
@@ -194,7 +196,7 @@ class Quantize(torch.nn.Module):
     def quantize(self, x:torch.Tensor) -> torch.Tensor:
         "The rounded inputs the model sees (with the straight-through gradient when `straight_through`)."
         if self.straight_through: return _RoundStraightThrough.apply(x, self.levels)
-        return torch.round(x*(self.levels - 1))/(self.levels - 1)
+        return _round_to_grid(x, self.levels)
     def forward(self, x): return self.model(self.quantize(x))
     def extra_repr(self): return f'levels={self.levels}, straight_through={self.straight_through}'
 

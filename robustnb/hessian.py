@@ -481,6 +481,12 @@ def taylor_bounds(model, x, y, alpha_frac:float=0.01, loss_fn=None, attack=None,
 # %% ../nbs/06_hessian.ipynb #9be93267
 PER_SAMPLE_ESTIMATORS = ('own', 'power', 'sat')
 
+def _check_one_sample_ready(model, what):
+    "One sample at a time needs BatchNorm in eval mode: in train mode each one-sample batch would be normalized by itself."
+    if any(isinstance(m, torch.nn.modules.batchnorm._BatchNorm) and m.training for m in model.modules()):
+        raise ValueError(f'model: BatchNorm in train mode would normalize each one-sample batch by itself; put the model '
+                         f'in eval mode for {what}')
+
 def _own_gradient_chunk(model, names, params, buffers, x, y, loss_fn, estimator, alpha_frac, iterations, bound, form):
     "Per-sample estimates for one chunk, each sample with its own gradient: torch.func's vmap over the samples."
     theta = dict(zip(names, params))
@@ -531,9 +537,7 @@ def per_sample_eigen_estimate(model, x, y, estimator:str='own', bound:str=None, 
         lower, upper = taylor_bounds(model, x, y, alpha_frac, loss_fn, attack, sub_batch=sub_batch, dtype=dtype, form=form)
         return upper if bound == 'upper' else lower
     _check_batch(x, y)
-    if any(isinstance(m, torch.nn.modules.batchnorm._BatchNorm) and m.training for m in model.modules()):
-        raise ValueError(f"model: BatchNorm in train mode would normalize each one-sample batch by itself; put the model "
-                         f"in eval mode for estimator={estimator!r} (or use estimator='sat')")
+    _check_one_sample_ready(model, f"estimator={estimator!r} (or use estimator='sat')")
     loss_fn = _loss_fn(loss_fn)
     if attack is not None: x = attack(model, x, y).detach()
     names, params, buffers, x = _functional_state(model, x, dtype)
@@ -547,9 +551,7 @@ def per_sample_top_eigenvalue(model, x, y, tol:float=1e-3, max_iter:int=100, los
                               progress:bool=False) -> torch.Tensor:
     "Exact top Hessian eigenvalue of each sample's own loss (SAT Fig. 7's x-axis): `top_eigenvalues` on one sample at a time (on `x`'s device)."
     _check_batch(x, y)
-    if any(isinstance(m, torch.nn.modules.batchnorm._BatchNorm) and m.training for m in model.modules()):
-        raise ValueError('model: BatchNorm in train mode would normalize each one-sample batch by itself; '
-                         'put the model in eval mode for per-sample eigenvalues')
+    _check_one_sample_ready(model, 'per-sample eigenvalues')
     return torch.stack([top_eigenvalues(model, x[i:i + 1], y[i:i + 1], k=1, tol=tol, max_iter=max_iter, loss_fn=loss_fn,
                                         seed=seed, progress=False).values[0]
                         for i in tqdm(range(len(x)), desc='eigenvalues', disable=not progress, leave=False)]).to(x.device)
