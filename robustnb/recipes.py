@@ -142,8 +142,10 @@ class AODT(ADT):
     The teacher's SGD: ADT §4's lr 0.1, momentum 0.9, weight decay 2e-4, on the student's learning-rate schedule."""
     def __init__(self, teacher:torch.nn.Module, beta:float=1.0, teacher_lr:float=0.1, loss:str='mse', eps:float=None,
                  alpha:float=None, steps:int=None, pairing:str=None, pair_weight:float=None, preset:str=None,
-                 teacher_weight_decay:float=2e-4, teacher_momentum:float=0.9, **kwargs):
-        super().__init__(teacher, loss, eps, alpha, steps, pairing, pair_weight, preset=preset, **kwargs)
+                 teacher_weight_decay:float=2e-4, teacher_momentum:float=0.9, T:float=4.0, kd_beta:float=0.1,
+                 max_grad_norm:float=None, kl_order:str='printed'):
+        super().__init__(teacher, loss, eps, alpha, steps, pairing, pair_weight, T=T, kd_beta=kd_beta,
+                         max_grad_norm=max_grad_norm, preset=preset, kl_order=kl_order)
         self.teacher_beta, self.teacher_lr = check_nonnegative('beta', beta), check_positive('teacher_lr', teacher_lr)
         self.teacher_weight_decay = check_nonnegative('teacher_weight_decay', teacher_weight_decay)
         self.teacher_momentum = check_number('teacher_momentum', teacher_momentum, 0.0, 1.0)

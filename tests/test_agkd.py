@@ -139,3 +139,12 @@ def test_timing_and_tsne_entries_at_smoke_scale(tmp_path):
     r = papers.run('agkd', 'Fig. 2', 'AGKD-BML', scale='smoke', root=tmp_path, device='cpu', progress=False)
     assert r['status'] == 'ok' and Path(r['results']['figure']).is_file()
     assert r['config']['analysis_args']['adv_classes'] == [5, 6, 7, 8, 9]
+
+
+def test_bim_step_scaled_with_the_quick_budget():
+    "BIM's default step (1/255) is absolute: at quick scale it is scaled with ε, so that its 10 steps can reach the ball's edge."
+    from robustnb.papers import resolve
+    full, quick = ([a for a in resolve('agkd', 'Table 1', 'AT [5]', s)['eval']['attacks'] if a['attack'] == 'bim'][0] for s in ('full', 'quick'))
+    assert full['alpha'] is None                                   # the attack's own default at full scale
+    assert quick['alpha'] == pytest.approx(quick['eps']/full['eps']/255)
+    assert quick['alpha']*quick['steps'] >= quick['eps']
