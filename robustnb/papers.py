@@ -75,7 +75,7 @@ def find_entry(paper:str, item:str) -> dict:
 # a method with a digits training preset (IGAM, Sarkar: Adam; SGD at 0.1 diverges) trains with its optimizer and lr
 QUICK = dict(dataset='digits', network='smallcnn', optimizer='sgd', lr={'sgd': 0.1, 'adam': 2e-3}, momentum=0.9,
              weight_decay=5e-4, batch_size=64, epochs=15, lr_schedule=('piecewise', (0.75, 0.9), 0.1), augment=None,
-             max_train_steps=10, eval_n=540, autoattack_n=100, source_classes=5,
+             max_train_steps=10, max_eval_steps=200, eval_n=540, autoattack_n=100, source_classes=5,
              args_of={'sarkar': dict(lr_decay=SARKAR_PRESETS['digits']['lr_decay']),   # §5's phase-2 LR leaves Adam steps of 2e-5
                       'adt': dict(max_grad_norm=1.0)})   # MSE to a fixed teacher's logits diverges at SGD 0.1 on the digits (bench/adt_digits.py)
 SMOKE = dict(batch_size=4, batches=2, epochs=2, max_steps=2, eval_n=4, finetune_epochs=1, inception_width=0.125)
@@ -302,6 +302,10 @@ def _eval_at_scale(reg, name, scale, train_spec, where):
         # BIM's default step is 1/255 whatever ε (Kurakin et al.): scaled with the budget, or 10 steps cannot reach ε
         attacks = [_scale_budget({**a, 'alpha': 1/255} if a.get('attack') == 'bim' and a.get('alpha') is None else a, factor) for a in attacks]
         n = QUICK['autoattack_n'] if any(a.get('attack') == 'autoattack' for a in attacks) else min(n or QUICK['eval_n'], QUICK['eval_n'])
+        for a in attacks:                            # ADT Table 1's 1000-step attacks: hours per row on a CPU
+            if isinstance(a.get('steps'), int) and a['steps'] > QUICK['max_eval_steps']:
+                assumed.append(f"{a['column']}: {a['steps']} steps capped at {QUICK['max_eval_steps']} at quick scale (the step size kept)")
+                a['steps'] = QUICK['max_eval_steps']
     for a in attacks:
         if 'source_train' in a: a['source_train'] = _at_scale(a['source_train'], scale, 0)
     return {'n': n, 'attacks': attacks, 'name': name, **({'assumed': assumed} if assumed else {})}

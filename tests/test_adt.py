@@ -58,3 +58,14 @@ def test_quick_adt_clips_and_full_does_not():
     assert quick['recipe']['fit_defaults'] == {'max_grad_norm': 1.0}
     assert 'max_grad_norm' not in full['args'] and full['recipe']['max_grad_norm'] is None
     assert 'max_grad_norm' not in resolve('adt', 'Table 2', 'AODT | CIFAR-10', scale='quick')['train']['args']
+
+
+def test_quick_caps_the_1000_step_attacks():
+    "Table 1's PGD-1000/CW-1000 keep 1000 steps at full scale; at quick scale they run QUICK['max_eval_steps'], said in `assumed`."
+    row = ('adt', 'Table 1', 'TRADES(α=6)+Q | CW^1000(PGD) | CIFAR-10')
+    full, quick = (resolve(*row, scale=s)['eval'] for s in ('full', 'quick'))
+    assert [a['steps'] for a in full['attacks'] if a['attack'] != 'clean'] == [1000]
+    assert [a['steps'] for a in quick['attacks'] if a['attack'] != 'clean'] == [papers.QUICK['max_eval_steps']]
+    assert any('capped' in s for s in quick['assumed'])
+    short = resolve('adt', 'Table 2', 'AODT | CIFAR-10', scale='quick')['eval']      # 20 steps: untouched
+    assert [a['steps'] for a in short['attacks'] if a['attack'] != 'clean'] == [20]
