@@ -21,7 +21,7 @@ from torch.utils.data import DataLoader, Dataset
 from .checks import check_bool, check_images, check_int, check_labels
 
 # %% ../nbs/00_data.ipynb #ef138a99
-DATASETS = ('digits', 'mnist', 'cifar10', 'cifar100', 'tinyimagenet', 'imagenette')
+DATASETS = ('digits', 'mnist', 'cifar10', 'cifar100', 'svhn', 'tinyimagenet', 'imagenette')
 
 @dataclass(frozen=True)
 class DatasetInfo:
@@ -47,6 +47,9 @@ _INFO = {
                            (0.4914, 0.4822, 0.4465), (0.2471, 0.2435, 0.2616)),
     'cifar100': DatasetInfo('cifar100', (3, 32, 32), 100, (), 8/255,
                             (0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762)),
+    # svhn (AGKD-BML supp. Table 6): house-number digits, 73,257 training and 26,032 test images; no flips (digits)
+    'svhn': DatasetInfo('svhn', (3, 32, 32), 10, tuple(str(i) for i in range(10)), 8/255,
+                        (0.4377, 0.4438, 0.4728), (0.1980, 0.2010, 0.1970)),
     'tinyimagenet': DatasetInfo('tinyimagenet', (3, 64, 64), 200, (), 8/255,
                                 (0.4802, 0.4481, 0.3975), (0.2770, 0.2691, 0.2821)),
     # imagenette (SAT Table 3, App. D): the ten-class ImageNet subset at 224x224 with ImageNet's statistics; SAT evaluates
@@ -127,8 +130,9 @@ def default_root() -> Path:
 
 def _torchvision(name, split, root, download, transform):
     import torchvision.datasets as tvd
-    cls = {'mnist': tvd.MNIST, 'cifar10': tvd.CIFAR10, 'cifar100': tvd.CIFAR100}[name]
-    try: return cls(str(root), train=(split == 'train'), download=download, transform=transform)
+    cls = {'mnist': tvd.MNIST, 'cifar10': tvd.CIFAR10, 'cifar100': tvd.CIFAR100, 'svhn': tvd.SVHN}[name]
+    where = {'split': split} if name == 'svhn' else {'train': split == 'train'}    # SVHN names its splits
+    try: return cls(str(root), **where, download=download, transform=transform)
     except RuntimeError as e:
         if download: raise
         raise FileNotFoundError(f'{name}: dataset not found under {str(root)!r} ({e}); pass download=True to fetch it '
@@ -144,7 +148,7 @@ def _imagenette(split, root, download, transform):
                                 f'(needs the network) or point root= at the folder that holds it') from None
 
 def load_dataset(name:str='digits', split:str='train', root=None, download:bool=False, transform=None) -> Dataset:
-    "Dataset `name` ('digits', 'mnist', 'cifar10', 'cifar100', 'tinyimagenet', 'imagenette') yielding (float32 CHW image in [0,1], int label)."
+    "Dataset `name` ('digits', 'mnist', 'cifar10', 'cifar100', 'svhn', 'tinyimagenet', 'imagenette') yielding (float32 CHW image in [0,1], int label)."
     name = _check_name(name)
     if split not in ('train', 'test', 'val'): raise ValueError(f"split: expected 'train' or 'test', got {split!r}")
     check_bool('download', download)

@@ -4,7 +4,7 @@
 
 # %% auto #0
 __all__ = ['SMALLCNN_LAYOUTS', 'ENSEMBLE_COMBINES', 'MODEL_NAMES', 'Normalize', 'Classifier', 'SmallCNN', 'MadryCNN',
-           'PreActBlock', 'PreActResNet20', 'WideResNet', 'TorchvisionResNet', 'InceptionResNetV2', 'Ensemble',
+           'PreActBlock', 'PreActResNet20', 'WideResNet', 'TorchvisionResNet', 'VGG', 'InceptionResNetV2', 'Ensemble',
            'AdaptedClassifier', 'as_classifier', 'Discriminator', 'create_model', 'save_model', 'load_model',
            'load_robustbench_wrn']
 
@@ -197,6 +197,26 @@ class TorchvisionResNet(Classifier):
         self.fc = net.fc
     def feature_maps(self, x): return self.layer4(self.layer3(self.layer2(self.layer1(self.stem(self.normalize(x))))))
 
+# %% ../nbs/01_models.ipynb #d6ceaade
+class VGG(Classifier):
+    "torchvision's VGG-`depth` with batch normalization (11, 13, 16 or 19); a one-layer head on the 512 pooled features for inputs <= 64 px."
+    def __init__(self, depth:int=16, num_classes:int=10, in_channels:int=3, input_size:int=32, mean=None, std=None):
+        super().__init__()
+        import torchvision
+        _check_input(in_channels, input_size, min_size=32, num_classes=num_classes)
+        if depth not in (11, 13, 16, 19): raise ValueError(f'depth: expected 11, 13, 16 or 19, got {depth!r}')
+        self._record(depth=depth, num_classes=num_classes, in_channels=in_channels, input_size=input_size, mean=mean, std=std)
+        net = getattr(torchvision.models, f'vgg{depth}_bn')(weights=None, num_classes=num_classes)
+        if in_channels != 3: net.features[0] = nn.Conv2d(in_channels, 64, 3, padding=1)
+        self.normalize = Normalize(mean or (0.0,)*in_channels, std or (1.0,)*in_channels)
+        self.body = net.features
+        self.small = input_size <= 64                 # 32 px: the maps are 1×1 after five pools
+        if self.small: self.head, self.fc = nn.Identity(), nn.Linear(512, num_classes)
+        else: self.head, self.fc = nn.Sequential(net.avgpool, nn.Flatten(1), *net.classifier[:-1]), net.classifier[-1]
+        self.feature_dim = self.fc.in_features
+    def feature_maps(self, x): return self.body(self.normalize(x))
+    def features(self, x): return super().features(x) if self.small else self.head(self.feature_maps(x))
+
 # %% ../nbs/01_models.ipynb #fa875c02
 class _ConvBN(nn.Sequential):
     "Conv (no bias) → BatchNorm → ReLU: Inception's unit layer ('V' in the figures: no padding)."
@@ -366,7 +386,7 @@ class Discriminator(nn.Module):
 
 # %% ../nbs/01_models.ipynb #e02cc9ae
 _ARCHS = {'SmallCNN': SmallCNN, 'MadryCNN': MadryCNN, 'PreActResNet20': PreActResNet20, 'WideResNet': WideResNet,
-          'TorchvisionResNet': TorchvisionResNet, 'InceptionResNetV2': InceptionResNetV2, 'Discriminator': Discriminator, 'AdaptedClassifier': AdaptedClassifier}
+          'TorchvisionResNet': TorchvisionResNet, 'InceptionResNetV2': InceptionResNetV2, 'VGG': VGG, 'Discriminator': Discriminator, 'AdaptedClassifier': AdaptedClassifier}
 MODEL_NAMES = {                                     # name -> what it builds (the docs and the error message show this)
     'smallcnn': "SAT's MNIST CNN (conv 8x8/64, 6x6/128, 5x5/128, FC)",
     'madry-mnist-cnn': "Madry et al.'s MNIST CNN (conv 5x5/32, pool, conv 5x5/64, pool, FC 1024): IGAM's MNIST teacher",
@@ -377,6 +397,8 @@ MODEL_NAMES = {                                     # name -> what it builds (th
     'resnet34': "torchvision's ResNet-34; the same stem rule",
     'resnet50': "torchvision's ResNet-50 (bottleneck blocks, 2048 features); the same stem rule",
     'resnet101': "torchvision's ResNet-101; the same stem rule", 'resnet152': "torchvision's ResNet-152; the same stem rule",
+    'vgg16': "torchvision's VGG-16 with batch normalization; for inputs of at most 64 px a one-layer head on 512 features",
+    'vgg<depth>': 'VGG-11, -13, -16 or -19, the same form',
     'inception-resnet-v2': 'Inception-ResNet-v2 (Szegedy et al. 2016); for inputs of at most 64 px a stem that keeps the resolution'}
 
 def create_model(name:str, num_classes:int=None, in_channels:int=None, input_size:int=None, dataset:str=None, **kwargs) -> Classifier:
@@ -395,6 +417,7 @@ def create_model(name:str, num_classes:int=None, in_channels:int=None, input_siz
     if key in ('preactresnet20', 'prn20', 'preact-resnet20'): return PreActResNet20(**args)
     if key in ('resnet18', 'resnet34', 'resnet50', 'resnet101', 'resnet152'): return TorchvisionResNet(int(key[6:]), **args)
     if key in ('inception-resnet-v2', 'inceptionresnetv2'): return InceptionResNetV2(**args)
+    if key in ('vgg11', 'vgg13', 'vgg16', 'vgg19'): return VGG(int(key[3:]), **args)
     parts = key.split('-')
     if len(parts) == 3 and parts[0] in ('wrn', 'wideresnet') and parts[1].isdigit() and parts[2].isdigit():
         return WideResNet(int(parts[1]), int(parts[2]), **args)

@@ -83,13 +83,11 @@ SMOKE = dict(batch_size=4, batches=2, epochs=2, max_steps=2, eval_n=4, finetune_
 # (bench/adt_digits.py --quantize-grid), 32 (5 bits) assumed at full and smoke scale
 QUANTIZE_LEVELS = {'quick': 2, 'full': 32, 'smoke': 32}
 
-# what the registry's dataset names need beyond robustnb.data: shape, classes, training-set size, default budget
-_EXTRA_DATASETS = {'svhn': ((3, 32, 32), 10, 73257, 8/255)}
-_TRAIN_SIZE = {'digits': 1257, 'mnist': 60000, 'cifar10': 50000, 'cifar100': 50000, 'tinyimagenet': 100000, 'imagenette': 9469}
+_TRAIN_SIZE = {'digits': 1257, 'mnist': 60000, 'cifar10': 50000, 'cifar100': 50000, 'svhn': 73257, 'tinyimagenet': 100000,
+               'imagenette': 9469}
 
 def _dataset_facts(name):
     "(shape, classes, training-set size, default eps) of a registry dataset name."
-    if name in _EXTRA_DATASETS: return _EXTRA_DATASETS[name]
     info = dataset_info(name)
     return info.shape, info.num_classes, _TRAIN_SIZE[info.name], info.eps
 
@@ -313,9 +311,9 @@ def _eval_at_scale(reg, name, scale, train_spec, where):
 def _unsupported(train):
     "Why robustnb cannot run this training spec at its scale (None when it can)."
     if train['method'] not in METHODS and train['method'] != 'init': return f"method {train['method']!r} is not implemented in robustnb"
-    if train['dataset'] not in ('digits', 'mnist', 'cifar10', 'cifar100', 'tinyimagenet', 'imagenette'):   # smoke proves only what full can run
+    if train['dataset'] not in ('digits', 'mnist', 'cifar10', 'cifar100', 'svhn', 'tinyimagenet', 'imagenette'):   # smoke proves only what full can run
         return f"robustnb has no loader for the {train['dataset']} dataset yet"
-    if not re.fullmatch(r'smallcnn|madry-mnist-cnn|preactresnet20|resnet(18|34|50|101|152)|inception-resnet-v2|wrn-\d+-\d+', str(train['network'])):
+    if not re.fullmatch(r'smallcnn|madry-mnist-cnn|preactresnet20|resnet(18|34|50|101|152)|inception-resnet-v2|vgg(11|13|16|19)|wrn-\d+-\d+', str(train['network'])):
         return f"robustnb has no {train['network']!r} network yet"
     params = set(inspect.signature(METHODS[train['method']]).parameters) if train['method'] != 'init' else set()
     extra = set(train['args']) - params - {'transform', 'finetune_epochs'}

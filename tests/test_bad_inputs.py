@@ -126,6 +126,8 @@ def build_cases():
     c['models.Normalize'] = case(models.Normalize, {'mean': (0.5,), 'std': (0.5,)})
     c['models.InceptionResNetV2'] = case(models.InceptionResNetV2, {'num_classes': 10, 'in_channels': 1, 'input_size': 32, 'width': 0.125},
                                          num_classes='int', in_channels='int', input_size='int', width='positive', dropout='fraction')
+    c['models.VGG'] = case(models.VGG, {'num_classes': 10, 'in_channels': 1, 'input_size': 32}, depth='int',
+                           num_classes='int', in_channels='int', input_size='int')
     c['models.Ensemble'] = case(models.Ensemble, {'members': [SmallCNN(input_size=8)]}, members='module', combine='name')
     c['models.PreActBlock'] = case(models.PreActBlock, {'cin': 4, 'cout': 4}, cin='int', cout='int', stride='int', dropout='fraction')
     c['models.Discriminator'] = case(models.Discriminator, {'in_channels': 1}, in_channels='int', negative_slope='nonneg')
