@@ -19,7 +19,9 @@ import torch
 from torch.utils.data import Subset
 from tqdm.auto import tqdm
 
-from .checks import check_bool, check_int, check_nonnegative, check_positive
+import torch.nn.functional as F
+from .checks import (check_bool, check_choice, check_images, check_int, check_labels, check_logits,
+                             check_model_input, check_nonnegative, check_positive)
 from .attacks import _device_of, _forked_rng, autoattack, bim, cw_pgd, fgsm, frozen_eval, mim, on_model_device, pgd, transfer_attack
 from .data import DATASETS, dataset_info
 from .train import _correct, as_loader
@@ -201,9 +203,6 @@ class Quantize(torch.nn.Module):
     def extra_repr(self): return f'levels={self.levels}, straight_through={self.straight_through}'
 
 # %% ../nbs/09_evaluate.ipynb #628cf51a
-import torch.nn.functional as F
-from .checks import check_choice, check_images, check_labels, check_logits, check_model_input
-
 KNN_METRICS = ('euclidean', 'cosine')
 
 class KNNClassifier(torch.nn.Module):

@@ -15,14 +15,14 @@ Each returns named loss terms (robustnb.losses); robustnb.train.fit does the res
 import torch
 import torch.nn.functional as F
 
-from .checks import (check_bool, check_finite, check_int, check_labels, check_logits, check_nonnegative,
+from .checks import (check_bool, check_choice, check_finite, check_int, check_labels, check_logits, check_nonnegative,
                              check_number, check_positive)
 from .attacks import evaluating, frozen_eval, on_model_device, pgd
 from .curriculum import LinearSchedule, StepSchedule, check_reaches, hessian_subset, probability_gap
 from .hessian import PER_SAMPLE_ESTIMATORS, per_sample_eigen_estimate
 from .losses import (DISTILLATION_KINDS, KL_ORDERS, adversarial_distillation_loss, alp_loss, angular_triplet_loss,
                              attention_l1, kl_div, mart_kl, mart_loss, trades_loss)
-from .saliency import attention_map
+from .saliency import attention_map, class_attention_map
 from .train import Recipe, average_gradients, local_module
 
 # %% ../nbs/08_recipes.ipynb #7b87b8a3
@@ -258,9 +258,6 @@ class HSAT(_SATRecipe):
 
 
 # %% ../nbs/08_recipes.ipynb #17d001a1
-from .checks import check_choice
-from .saliency import class_attention_map
-
 def most_confusing_class(logits:torch.Tensor, y:torch.Tensor) -> torch.Tensor:
     "The most likely class other than the label, per sample."
     check_logits('logits', logits); check_finite('logits', logits)
