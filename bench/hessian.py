@@ -11,7 +11,8 @@ and stops on the same rule or on the gap theorem's error estimate, whichever com
 (`algorithm='power'`) starts from PyHessian's vector and runs the same iterations. The table prints the
 Hessian-vector products each took and each result's relative error against a tol-1e-9 reference, so that equal
 tolerance can be checked as equal (or better) accuracy. The trace: both libraries average the same number of
-Rademacher probes (different draws), printed with their standard errors. Contenders run alternately
+Rademacher probes (different draws), printed with their standard errors; robustnb's default (forward-over-forward) and
+its double backprop use the same probes, so their estimates must agree to rounding. Contenders run alternately
 (A, B, A, B, ...), median of `--repeats` runs (see common.py).
 """
 import sys
@@ -104,28 +105,44 @@ def main(repeats=7):
     # --- trace
     n = 30
     fns = {'PyHessian 0.1 trace': lambda: pyhessian_trace(model, x, y, n),
-           'robustnb hessian_trace': lambda: hessian_trace(model, x, y, n_samples=n, progress=False)}
+           'robustnb forward_over_forward': lambda: hessian_trace(model, x, y, n_samples=n, progress=False),
+           'robustnb double_backprop': lambda: hessian_trace(model, x, y, n_samples=n, method='double_backprop',
+                                                             progress=False)}
     print('\n' + ratio_table(time_alternating(fns, repeats=repeats), 'PyHessian 0.1 trace', f'Hutchinson trace, {n} probes'))
     import statistics
     model.zero_grad(set_to_none=True); torch.manual_seed(0)
     import pyhessian
     draws = pyhessian.hessian(model, nn.CrossEntropyLoss(), data=(x, y), cuda=False).trace(maxIter=n, tol=-1.0)
     model.zero_grad(set_to_none=True)
-    mean, se = hessian_trace(model, x, y, n_samples=n, progress=False)
-    print(f'estimates: PyHessian {statistics.mean(draws):.2f} +- {statistics.stdev(draws) / n**0.5:.2f}, '
-          f'robustnb {mean:.2f} +- {se:.2f} (standard errors)')
+    fof = hessian_trace(model, x, y, n_samples=n, progress=False)
+    db = hessian_trace(model, x, y, n_samples=n, method='double_backprop', progress=False)
+    assert fof.method == 'forward_over_forward'
+    print(f'estimates: PyHessian {statistics.mean(draws):.2f} +- {statistics.stdev(draws) / n**0.5:.2f} (its own probes), '
+          f'robustnb {fof.mean:.2f} +- {fof.std_error:.2f} (forward-over-forward) and {db.mean:.2f} +- {db.std_error:.2f} '
+          f'(double backprop) on the same probes: relative difference {abs(fof.mean - db.mean) / abs(db.mean):.1e}')
+
+    # --- the trace on a network with batch norm and residual additions
+    torch.manual_seed(0)
+    prn = create_model('preactresnet20', dataset='cifar10').eval()
+    xc, yc = torch.rand(16, 3, 32, 32), torch.randint(0, 10, (16,))
+    fns = {'double_backprop': lambda: hessian_trace(prn, xc, yc, n_samples=10, method='double_backprop', progress=False),
+           'forward_over_forward': lambda: hessian_trace(prn, xc, yc, n_samples=10, progress=False)}
+    print('\n' + ratio_table(time_alternating(fns, repeats=max(5, repeats // 3)), 'double_backprop',
+                             'Hutchinson trace on PreAct ResNet-20 (untrained), 16 random 32x32 images, 10 probes'))
 
     # --- SAT's Taylor bounds
     xb, yb = digits.images[:128], digits.labels[:128]
     fns = {'forward+backward (32)': lambda: torch.autograd.grad(F.cross_entropy(model(x), y), list(model.parameters())),
            'taylor_bounds (32)': lambda: taylor_bounds(model, x, y),
            'forward+backward (128)': lambda: torch.autograd.grad(F.cross_entropy(model(xb), yb), list(model.parameters())),
-           'per_sample_eigen_estimate (128)': lambda: per_sample_eigen_estimate(model, xb, yb, sub_batch=32)}
+           'per_sample_eigen_estimate sat (128)': lambda: per_sample_eigen_estimate(model, xb, yb, estimator='sat', sub_batch=32),
+           'per_sample_eigen_estimate own (128)': lambda: per_sample_eigen_estimate(model, xb, yb, sub_batch=32)}
     t = time_alternating(fns, repeats=repeats)
     print(f'\nSAT Taylor bounds, cost in forward+backward passes of the same batch')
-    print(f'{"taylor_bounds, batch 32":<44}{t["taylor_bounds (32)"] / t["forward+backward (32)"]:>6.2f}')
-    print(f'{"per_sample_eigen_estimate, batch 128, sub_batch 32":<44}'
-          f'{t["per_sample_eigen_estimate (128)"] / t["forward+backward (128)"]:>6.2f}')
+    print(f'{"taylor_bounds, batch 32":<96}{t["taylor_bounds (32)"] / t["forward+backward (32)"]:>6.2f}')
+    for est, what in (('sat', "SAT's heuristic, estimator='sat'"), ('own', "each sample's own gradient, the default 'own'")):
+        print(f'{f"per_sample_eigen_estimate, batch 128, sub_batch 32, {what}":<96}'
+              f'{t[f"per_sample_eigen_estimate {est} (128)"] / t["forward+backward (128)"]:>6.2f}')
 
 
 if __name__ == '__main__':

@@ -219,7 +219,8 @@ def build_cases():
     c['hessian.top_eigenvalues'] = case(hessian.top_eigenvalues, {'model': M, 'x': X, 'y': Y, 'max_iter': 3}, **hes, progress='bool', k='int',
                                         tol='positive', max_iter='int', seed='int0', method='name', loss_fn='callable', algorithm='name')
     c['hessian.hessian_trace'] = case(hessian.hessian_trace, {'model': M, 'x': X, 'y': Y, 'n_samples': 2}, **hes, progress='bool',
-                                      n_samples='int', seed='int0', loss_fn='callable', probes_per_pass='int')
+                                      n_samples='int', seed='int0', loss_fn='callable', probes_per_pass='int',
+                                      method='name')
     c['hessian.grad_norm'] = case(hessian.grad_norm, {'model': M, 'x': X, 'y': Y}, **hes, loss_fn='callable')
     c['hessian.taylor_bounds'] = case(hessian.taylor_bounds, {'model': M, 'x': X, 'y': Y}, **hes, alpha_frac='positive', sub_batch='int', form='name')
     c['hessian.per_sample_eigen_estimate'] = case(hessian.per_sample_eigen_estimate, {'model': M, 'x': X, 'y': Y, 'sub_batch': 2},

@@ -234,5 +234,22 @@ def test_batched_trace_probes_are_the_same_probes():
     torch.manual_seed(0)
     model = nn.Sequential(nn.Flatten(), nn.Linear(16, 8), nn.Tanh(), nn.Linear(8, 3))
     x, y = torch.rand(10, 1, 4, 4), torch.arange(10) % 3
-    one = hessian_trace(model, x, y, n_samples=12, probes_per_pass=1)
-    for b in (5, 12, 40): assert hessian_trace(model, x, y, n_samples=12, probes_per_pass=b) == pytest.approx(one, rel=1e-5)
+    one = hessian_trace(model, x, y, n_samples=12, probes_per_pass=1, method='double_backprop')
+    for b in (5, 12, 40):
+        assert hessian_trace(model, x, y, n_samples=12, probes_per_pass=b, method='double_backprop') == pytest.approx(one, rel=1e-5)
+    # forward-over-forward (the default on an eval-mode model) takes the same probes
+    fof = hessian_trace(model.eval(), x, y, n_samples=12)
+    assert fof.method == 'forward_over_forward' and fof == pytest.approx(one, rel=1e-5)
+
+
+@pytest.mark.parametrize('name', ['smallcnn', 'preactresnet20'])
+def test_forward_over_forward_trace_equals_double_backprop(name):
+    "The same probes through both methods on the papers' networks, in float64: the same estimate to rounding."
+    torch.manual_seed(0)
+    model = create_model(name, dataset='digits' if name == 'smallcnn' else 'cifar10').double().eval()
+    size, k = (8, 1) if name == 'smallcnn' else (32, 3)
+    x, y = torch.rand(3, k, size, size, dtype=torch.float64), torch.tensor([0, 1, 2])
+    fof = hessian_trace(model, x, y, n_samples=3, progress=False)
+    db = hessian_trace(model, x, y, n_samples=3, method='double_backprop', progress=False)
+    assert fof.method == 'forward_over_forward' and db.method == 'double_backprop'
+    assert fof.mean == pytest.approx(db.mean, rel=1e-10) and fof.std_error == pytest.approx(db.std_error, rel=1e-8)
