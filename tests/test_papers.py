@@ -64,9 +64,17 @@ def test_scales_keep_the_method_and_change_the_budget():
     assert fingerprint(full) != fingerprint(quick) and fingerprint(full) == fingerprint(resolve('sat', 'Table 2', 'P-SAT (MNIST, eps=0.3)', 'full'))
 
 
-def test_reproduce_all_at_smoke_scale(tmp_path):
+@pytest.fixture(scope='module')
+def smoke_root(tmp_path_factory):
+    """Every entry of the five papers and the benchmark at smoke scale, once for the module: (its root, its table).
+    Later tests that run smoke entries use this root, so each finished job is read back instead of trained again."""
+    root = tmp_path_factory.mktemp('smoke-all')
+    return root, reproduce('all', scale='smoke', root=root, device='cpu', progress=False)
+
+
+def test_reproduce_all_at_smoke_scale(smoke_root):
     "The acceptance run: every entry of the five papers and the benchmark at smoke scale, on the CPU."
-    table = reproduce('all', scale='smoke', root=tmp_path, device='cpu', progress=False)
+    table = smoke_root[1]
     ok = table['status'].str.startswith('ok')
     assert ok.sum() > 100
     assert not table['status'].str.startswith('failed').any(), table.loc[table['status'].str.startswith('failed'), 'status']
@@ -163,7 +171,8 @@ def test_paper_names_for_clean_accuracy_and_unstated_budgets():
     assert any(s.startswith(pgd_col['column']) and 'not stated' in s for s in full['assumed'])
 
 
-def test_a_broken_job_is_a_failed_row_not_a_lost_run(tmp_path, monkeypatch):
+def test_a_broken_job_is_a_failed_row_not_a_lost_run(smoke_root, monkeypatch):
+    tmp_path = smoke_root[0]                                        # the other rows are read back, not trained again
     def broken(paper, item, row, *args, **kwargs):
         if row == 'Standard': raise TypeError('pgd() missing 1 required positional argument')
         return real(paper, item, row, *args, **kwargs)
@@ -221,8 +230,9 @@ def test_sarkar_and_igam_rows_resolve_as_the_papers_say():
     assert (quick['lambda_diff'], quick['lambda_adv'], quick['convention']) == (2.0, 1.0, 'batch_mean')   # 4*5/10, 1*2/2
 
 
-def test_k_curve_alignment_and_decision_slice_analyses(tmp_path):
+def test_k_curve_alignment_and_decision_slice_analyses(smoke_root):
     "Sarkar Figs. 2-3 evaluate the model after phase 1 and after each k; Table 7 and IGAM Fig. 7 have their own analyses."
+    tmp_path = smoke_root[0]                                        # jobs the smoke run finished are read back
     fig3 = reproduce('sarkar', 'Fig. 3', scale='smoke', root=tmp_path, device='cpu', progress=False)
     folder = job_folder(tmp_path, resolve('sarkar', 'Fig. 3', 'OURS CIFAR-10', 'smoke'))
     snaps = sorted(p.name for p in (folder/'snapshots').iterdir())
