@@ -9,6 +9,8 @@ digits. Not a timing. The acceptance asks for PGD-20 >= Standard + 15 points and
 
     python bench/igam_digits.py --seeds 0 1 2 --variants defaults "disc_input='raw', lr=2e-3" "lr=2e-3" --csv bench/results/igam_digits.csv
     python bench/igam_digits.py --seeds 0 1 2 --variants "lambda_diff=6" "lambda_diff=8" --csv bench/results/igam_digits_lambda.csv
+    python bench/igam_digits.py --seeds 0 1 2 --variants defaults --student-epochs 8 --csv bench/results/igam_digits_epochs.csv
+    python bench/igam_digits.py --seeds 0 1 2 --curve 30 --csv bench/results/igam_digits_curve.csv
 """
 import argparse
 
@@ -71,7 +73,10 @@ def parse_args(doc, argv, add=lambda p: None):
 
 def main(argv=None):
     def add(p):
-        p.add_argument('--epochs', type=int, default=15)
+        p.add_argument('--epochs', type=int, default=15, help="the teacher's and the standard model's epochs (and the students')")
+        p.add_argument('--student-epochs', type=int, default=None, help='the IGAM students\' epochs, when not --epochs')
+        p.add_argument('--curve', type=int, default=None, metavar='N',
+                       help='instead of the variants: one IGAM student (defaults) trained N epochs, judged after every epoch')
         p.add_argument('--variants', nargs='+', default=['defaults', "disc_input='raw', lr=2e-3"], choices=list(VARIANTS))
     args = parse_args(__doc__, argv, add)
     from robustnb.matching import IGAM
@@ -81,17 +86,33 @@ def main(argv=None):
     rows = []
     for seed in args.seeds:
         loader, (x, y), models = digits_setup(seed, args.epochs)
+        if args.curve:
+            for name, m in models.items():
+                clean, robust = foolbox_pgd20(m, x, y)
+                rows.append(dict(seed=seed, model=name, epoch=args.epochs, clean=clean, pgd20=robust))
+                print(f'seed {seed}  {name:34s} clean {clean:5.1f}  PGD-20 {robust:5.1f}', flush=True)
+            def judge(epoch, row, model, seed=seed):
+                with torch.random.fork_rng():            # the attacker's random start must not change the training
+                    clean, robust = foolbox_pgd20(model, x, y)
+                model.train()
+                rows.append(dict(seed=seed, model='IGAM defaults', epoch=epoch, clean=clean, pgd20=robust))
+                print(f'seed {seed}  IGAM defaults, epoch {epoch:3d}          clean {clean:5.1f}  PGD-20 {robust:5.1f}', flush=True)
+            set_seed(seed); m = create_model('smallcnn', dataset='digits')
+            fit(m, IGAM(models['PGD-AT (teacher)']), loader, epochs=args.curve, seed=seed, progress=False, callbacks=(judge,))
+            continue
         for v in args.variants:
             set_seed(seed); m = create_model('smallcnn', dataset='digits')
             recipe_kw, fit_kw = VARIANTS[v]
-            fit(m, IGAM(models['PGD-AT (teacher)'], **recipe_kw), loader, epochs=args.epochs, seed=seed, progress=False, **fit_kw)
-            models[f'IGAM {v}'] = m
+            epochs = args.student_epochs or args.epochs
+            fit(m, IGAM(models['PGD-AT (teacher)'], **recipe_kw), loader, epochs=epochs, seed=seed, progress=False, **fit_kw)
+            models[f'IGAM {v}' + (f', {epochs} epochs' if args.student_epochs else '')] = m
         for name, m in models.items():
             clean, robust = foolbox_pgd20(m, x, y)
             rows.append(dict(seed=seed, model=name, clean=clean, pgd20=robust))
             print(f'seed {seed}  {name:34s} clean {clean:5.1f}  PGD-20 {robust:5.1f}', flush=True)
     df = pd.DataFrame(rows)
-    summary = df.groupby('model', sort=False)[['clean', 'pgd20']].agg(['mean', 'std']).round(1)
+    keys = ['model', 'epoch'] if args.curve else 'model'
+    summary = df.groupby(keys, sort=False)[['clean', 'pgd20']].agg(['mean', 'std']).round(1)
     print(summary.to_string())
     if args.csv: df.to_csv(args.csv, index=False)
     return df
