@@ -124,7 +124,7 @@ class _HessianOperator:
         dev = self.params[0].device                   # one batch on the model's device at a time
         x, y = self.batches[b]
         if self.method == 'forward_over_forward':
-            return _ForwardOverForward(self.traced, self.names, x.to(dev), y.to(dev), self.loss_fn, self.ce)
+            return _ForwardOverForward(self.traced, self.params, x.to(dev), y.to(dev), self.loss_fn, self.ce)
         return _BatchHessian(self.model, self.names, self.params, x.to(dev), y.to(dev), self.loss_fn, self.method)
 
     def _per_batch(self, fn):
@@ -161,7 +161,7 @@ class _HessianOperator:
         views = [t.view(len(V), *s) for t, s in zip(V.split(self.sizes, dim=1), self.shapes)]
         if self.method == 'forward_over_forward':     # one probe at a time, the form itself: no product assembled
             forms = lambda op: torch.stack([op([w[i] for w in views]) for i in range(len(V))])
-        else: forms = lambda op: sum((h * w).flatten(1).sum(1) for h, w in zip(op(views, batched=True), views))
+        else: forms = lambda op: sum((h * w).reshape(len(V), -1).sum(1) for h, w in zip(op(views, batched=True), views))
         rows = list(self._per_batch(forms))
         total = sum(wt*r for wt, r in rows)
         if self.on_products is not None: self.on_products(len(V))
@@ -396,9 +396,9 @@ class _ForwardOverForward:
     ReLU masks) are computed once and kept; per probe a convolution, linear or eval-mode batch-norm layer costs four calls
     on its own shapes, z' = W a' + V a + v_b and z'' = W a'' + 2 V a', and no backward pass runs. A node without a rule
     of its own gets its coefficients from nested `torch.func.jvp` on that node alone."""
-    def __init__(self, gm, names, x, y, loss_fn, ce):
+    def __init__(self, gm, params, x, y, loss_fn, ce):
         self.gm, self.modules, self.y, self.loss_fn, self.ce = gm, dict(gm.named_modules()), y, loss_fn, ce
-        self.index = {n: i for i, n in enumerate(names)}
+        self.index = {id(p): i for i, p in enumerate(params)}     # by identity: a tied parameter is one parameter
         self.nodes = [n for n in gm.graph.nodes if n.op != 'output']
         if sum(n.op == 'placeholder' for n in self.nodes) != 1:
             raise ValueError('model: Taylor mode needs a forward(x) with one input')
@@ -446,11 +446,11 @@ class _ForwardOverForward:
             for node in self.nodes:
                 if node.op == 'placeholder': continue
                 if node.op == 'get_attr':
-                    if node.target in self.index: d[node] = (vs[self.index[node.target]], None)
+                    i = self.index.get(id(self._run(node)))
+                    if i is not None: d[node] = (vs[i], None)
                     continue
                 mod = self.modules.get(node.target) if node.op == 'call_module' else None
-                own = {} if mod is None else {k: vs[self.index[f'{node.target}.{k}']] for k, _ in mod.named_parameters()
-                                                 if f'{node.target}.{k}' in self.index}
+                own = {} if mod is None else {k: vs[self.index[id(p)]] for k, p in mod.named_parameters() if id(p) in self.index}
                 duals = [n for n in node.all_input_nodes if n in d]
                 if duals or own: d[node] = self._rule(node, mod, own, duals, d)
             logits, (z1, z2) = self.env[self.out], d.get(self.out, (None, None))
