@@ -15,6 +15,7 @@ All derivatives are w.r.t. the parameters with `requires_grad=True`; models keep
 `.grad` and buffers."""
 import math
 import operator
+import warnings
 from contextlib import contextmanager
 
 import torch
@@ -385,9 +386,11 @@ def _second_order_coefficients(f, primals, t1, t2):
     "(y', y'') of y = f(x(t)) at t = 0 from x' = `t1`, x'' = `t2` (None: zero): J x' and J x'' + x'^T (d^2 f) x'."
     primals = tuple(p.detach() for p in primals)
     t1 = tuple(torch.zeros_like(p) if t is None else t for p, t in zip(primals, t1))
-    y1, y2 = jvp(lambda *p: jvp(f, p, t1)[1], primals, t1)
-    if any(t is not None for t in t2):
-        y2 = y2 + jvp(f, primals, tuple(torch.zeros_like(p) if t is None else t for p, t in zip(primals, t2)))[1]
+    with torch.enable_grad():                     # some ops' forward-mode formulas call their backward (SiLU, Mish)
+        y1, y2 = jvp(lambda *p: jvp(f, p, t1)[1], primals, t1)
+        if any(t is not None for t in t2):
+            y3 = jvp(f, primals, tuple(torch.zeros_like(p) if t is None else t for p, t in zip(primals, t2)))[1]
+            y2 = tuple(a + b for a, b in zip(y2, y3)) if isinstance(y2, (tuple, list)) else y2 + y3
     return y1, y2
 
 class _ForwardOverForward:
@@ -452,7 +455,9 @@ class _ForwardOverForward:
                 mod = self.modules.get(node.target) if node.op == 'call_module' else None
                 own = {} if mod is None else {k: vs[self.index[id(p)]] for k, p in mod.named_parameters() if id(p) in self.index}
                 duals = [n for n in node.all_input_nodes if n in d]
-                if duals or own: d[node] = self._rule(node, mod, own, duals, d)
+                if duals or own:
+                    z = self._rule(node, mod, own, duals, d)
+                    if z[0] is not None or z[1] is not None: d[node] = z   # else shapes, indices, masks: constant
             logits, (z1, z2) = self.env[self.out], d.get(self.out, (None, None))
             if z1 is None: return torch.zeros((), dtype=logits.dtype, device=logits.device)
             if not self.ce: return _second_order_coefficients(lambda z: self.loss_fn(z, self.y), (logits,), (z1,), (z2,))[1]
@@ -557,6 +562,21 @@ def _trace_method(model, method):
         raise ValueError(f"method: 'forward_over_forward' cannot run on this model: {why}; use 'double_backprop'")
     return 'double_backprop', None
 
+def _checked_forward_over_forward(model, batches, loss_fn, traced, seed):
+    """`method='auto'`'s guard: forward-over-forward's v^T H v for one probe on the first batch against double
+    backprop's; (True, None) when they agree to rounding, else (False, why). A model with an operation the rules get
+    wrong, or that cannot run forward-over-forward, then takes double backprop instead of a wrong or failed trace."""
+    try:
+        fof = _HessianOperator(model, batches[:1], loss_fn, 'forward_over_forward', traced)
+        p0 = fof.params[0]
+        v = _rademacher(torch.Generator(device=p0.device).manual_seed(seed + 7919), 1, sum(fof.sizes), p0)
+        a = fof.quadratic_forms(v)[0].item()
+    except Exception as e: return False, f'it failed ({type(e).__name__}: {str(e).splitlines()[0][:120] if str(e) else ""})'
+    b = _HessianOperator(model, batches[:1], loss_fn, 'double_backprop').quadratic_forms(v)[0].item()
+    tol = 10 * math.sqrt(torch.finfo(p0.dtype).eps) * max(abs(a), abs(b), 1e-12)
+    if math.isfinite(a) and abs(a - b) <= tol: return True, None
+    return False, f'it gave v^T H v = {a:.6g} where double backprop gives {b:.6g}'
+
 @on_model_device()
 def hessian_trace(model, x, y=None, n_samples:int=100, loss_fn=None, seed:int=0, method:str='auto',
                   probes_per_pass:int=10, progress:bool=True) -> TraceEstimate:
@@ -569,9 +589,16 @@ def hessian_trace(model, x, y=None, n_samples:int=100, loss_fn=None, seed:int=0,
     tr H of the mean loss over all its samples, with each batch's own estimate."""
     check_int('n_samples', n_samples, 2); check_int('seed', seed, 0); check_int('probes_per_pass', probes_per_pass, 1, 4096)
     check_bool('progress', progress)
-    method, traced = _trace_method(model, method)
+    asked, (method, traced) = method, _trace_method(model, method)
     with _restored_buffers(model), tqdm(total=n_samples, desc='Hutchinson probes', disable=not progress, leave=False) as bar:
-        op = _HessianOperator(model, _data(model, x, y), loss_fn, method, traced)
+        batches = _data(model, x, y)
+        if asked == 'auto' and method == 'forward_over_forward':
+            ok, why = _checked_forward_over_forward(model, batches, loss_fn, traced, seed)
+            if not ok:
+                warnings.warn(f'hessian_trace: forward-over-forward does not fit this model ({why}); '
+                              "using method='double_backprop'", RuntimeWarning, stacklevel=3)
+                method, traced = 'double_backprop', None
+        op = _HessianOperator(model, batches, loss_fn, method, traced)
         op.on_products = bar.update
         p0 = op.params[0]
         gen = torch.Generator(device=p0.device).manual_seed(seed)
