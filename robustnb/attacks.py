@@ -399,9 +399,10 @@ def _autoattack_backend():
 @on_model_device()
 def autoattack(model:torch.nn.Module, x:torch.Tensor, y:torch.Tensor, eps:float, norm:str='Linf',
                version:str='standard', attacks=None, seed:int=0, batch_size:int=250, n_iter:int=None,
-               progress:bool=True) -> torch.Tensor:
+               n_queries:int=None, n_target_classes:int=None, progress:bool=True) -> torch.Tensor:
     "AutoAttack (Croce & Hein 2020) through upstream `autoattack` if importable, else `pyautoattack`; returns `x_adv`."
-    # n_iter: iterations of APGD and FAB (Square gets 50·n_iter queries); None keeps AutoAttack's own (100, 5000)
+    # n_iter: iterations of APGD and FAB; n_queries: Square's queries (default 50·n_iter, AutoAttack's own ratio);
+    # n_target_classes: target classes of APGD-T and FAB-T. None keeps AutoAttack's own (100, 5000, 9)
     eps = _check_inputs(x, y, eps)
     if norm not in ('Linf', 'L2', 'L1'): raise ValueError(f"norm: expected 'Linf', 'L2' or 'L1', got {norm!r}")
     if version not in ('standard', 'plus', 'rand', 'custom'):
@@ -412,7 +413,8 @@ def autoattack(model:torch.nn.Module, x:torch.Tensor, y:torch.Tensor, eps:float,
         attacks = list(attacks)
     elif attacks is not None: raise ValueError(f"attacks: only used with version='custom' (version={version!r} fixes its attacks)")
     check_int('seed', seed, 0); check_int('batch_size', batch_size)
-    if n_iter is not None: check_int('n_iter', n_iter)
+    for name, v in (('n_iter', n_iter), ('n_queries', n_queries), ('n_target_classes', n_target_classes)):
+        if v is not None: check_int(name, v)
     check_bool('progress', progress)
     with torch.no_grad(), evaluating(model): _checked_logits(model(x[:1]), 1, y[:1])   # one image: the output's form
     backend, AutoAttack = _autoattack_backend()
@@ -426,7 +428,9 @@ def autoattack(model:torch.nn.Module, x:torch.Tensor, y:torch.Tensor, eps:float,
             adversary = AutoAttack(model, attacks=attacks, device=device, eps=eps, norm=norm, seed=seed, version=version)
         if n_iter is not None:                           # both packages name the four attacks alike
             for a in (adversary.apgd, adversary.apgd_targeted, adversary.fab): a.n_iter = n_iter
-            adversary.square.n_queries = 50*n_iter
+        if n_queries is not None or n_iter is not None: adversary.square.n_queries = n_queries or 50*n_iter
+        if n_target_classes is not None:
+            for a in (adversary.apgd_targeted, adversary.fab): a.n_target_classes = n_target_classes
         with tqdm(desc='AutoAttack', unit='batch', disable=not progress, leave=False) as bar:
             for name in ('apgd', 'apgd_targeted', 'fab', 'square'):      # count each attack's batches as they finish
                 attack = getattr(adversary, name, None)

@@ -243,6 +243,8 @@ def _at_scale(train, scale, seed):
         if t['network'] in ('resnet50', 'resnet101', 'resnet152'): t.update(network='resnet18', paper_network=t['network'])   # the same torchvision class and stem; bottleneck blocks take seconds a batch on a CPU
         if t['network'] == 'inception-resnet-v2': t['thin'] = SMOKE['inception_width']   # every block, each 1/8 as wide
         t['args'] = _cap_steps(t['args'], SMOKE['max_steps'])
+        if t['args'].get('steps') is None and t['method'] in METHODS and 'steps' in inspect.signature(METHODS[t['method']]).parameters:
+            t['args'] = {**t['args'], 'steps': SMOKE['max_steps']}   # the preset's own attack (e.g. AGKD-BML's 10 steps), capped too
         t.update(batch_size=SMOKE['batch_size'], n_train=SMOKE['batch_size']*SMOKE['batches'], shape=list(shape),
                  num_classes=classes, data='synthetic')
     else:
@@ -269,6 +271,7 @@ def _at_scale(train, scale, seed):
 _ATTACKS = {'fgsm': fgsm, 'pgd': pgd, 'bim': bim, 'mim': mim, 'cw_pgd': cw_pgd, 'pgd_l2': pgd_l2, 'autoattack': autoattack,
             'transfer': transfer_attack}
 _ATTACK_KEYS = ('eps', 'alpha', 'steps', 'restarts', 'random_start', 'momentum', 'version', 'norm')
+_AUTOATTACK_BUDGET = ('n_iter', 'n_queries', 'n_target_classes')   # set in smoke only: AutoAttack's own otherwise
 
 def _eval_at_scale(reg, name, scale, train_spec, where):
     "The evaluation protocol `name` at `scale`: test images and attack columns (budgets scaled as the training's)."
@@ -288,10 +291,11 @@ def _eval_at_scale(reg, name, scale, train_spec, where):
         if a.get('attack') == 'transfer' and a.get('source') in reg['teachers']:
             t = reg['teachers'][a['source']]
             a['source_train'] = _train_spec(reg, t['method'], t.get('args'), t['setting'], None, f"source {a['source']}")
-    if scale == 'smoke':                             # AutoAttack's own attacks, each for SMOKE['max_steps'] iterations
+    if scale == 'smoke':                             # AutoAttack's own attacks, each for SMOKE['max_steps'] iterations, queries, targets
         attacks = [_cap_steps({**a, 'restarts': 1, 'steps': a.get('steps') or SMOKE['max_steps']}
                               if a.get('attack') not in ('fgsm', 'autoattack', 'clean', 'timing', None) else a, SMOKE['max_steps']) for a in attacks]
-        attacks = [{**a, 'n_iter': SMOKE['max_steps']} if a.get('attack') == 'autoattack' else a for a in attacks]
+        attacks = [{**a, 'n_iter': SMOKE['max_steps'], 'n_queries': SMOKE['max_steps'], 'n_target_classes': SMOKE['max_steps']}
+                   if a.get('attack') == 'autoattack' else a for a in attacks]
         knn_cap = SMOKE['batch_size']*SMOKE['batches']   # the k-NN memory is the synthetic training set: k at most its size
         attacks = [{**a, 'k': min(a.get('k') or 50, knn_cap)} if a.get('classifier') == 'knn' else a for a in attacks]
         n = SMOKE['eval_n']
@@ -585,10 +589,10 @@ def _snapshotter(recipe, folder, epochs):
 # %% ../nbs/13_papers.ipynb #6129f8ef
 def _attack_fn(spec, sources):
     "A callable (model, x, y) -> x_adv for an attack column of the registry."
-    kw = {k: spec[k] for k in _ATTACK_KEYS + ('n_iter',) if spec.get(k) is not None}
+    kw = {k: spec[k] for k in _ATTACK_KEYS + _AUTOATTACK_BUDGET if spec.get(k) is not None}
     if spec['attack'] == 'fgsm': kw = {k: v for k, v in kw.items() if k == 'eps'}
     if spec['attack'] == 'autoattack':               # robust_accuracy's bar covers AutoAttack's own
-        kw = {k: v for k, v in {**kw, 'attacks': spec.get('attacks')}.items() if k in ('eps', 'version', 'norm', 'attacks', 'n_iter') and v is not None}
+        kw = {k: v for k, v in {**kw, 'attacks': spec.get('attacks')}.items() if k in ('eps', 'version', 'norm', 'attacks') + _AUTOATTACK_BUDGET and v is not None}
         if kw.get('version') not in (None, 'standard', 'plus', 'rand', 'custom'): kw.pop('version')
         kw['progress'] = False
     if spec['attack'] == 'transfer':

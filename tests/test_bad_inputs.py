@@ -161,7 +161,8 @@ def build_cases():
     c['attacks.transfer_attack'] = case(attacks.transfer_attack, {'source': M, 'target': teacher, 'x': X, 'y': Y, 'eps': 0.1},
                                         source='model', target='module', x='images', y='labels', attack='callable')
     c['attacks.autoattack'] = case(attacks.autoattack, attack_args(version='custom', attacks=['apgd-ce'], n_iter=2), **att, progress='bool',
-                                   seed='int0', batch_size='int', n_iter='int', norm='name', version='name')
+                                   seed='int0', batch_size='int', n_iter='int', n_queries='int',
+                                   n_target_classes='int', norm='name', version='name')
     # saliency
     c['saliency.input_grad'] = case(saliency.input_grad, {'model': M, 'x': X, 'y': Y}, **hes, kind='name', create_graph='bool')
     for n in ('alignment', 'linearized_robustness', 'binarized_alignment'):
