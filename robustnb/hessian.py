@@ -564,18 +564,20 @@ def _trace_method(model, method):
 
 def _checked_forward_over_forward(model, batches, loss_fn, traced, seed):
     """`method='auto'`'s guard: forward-over-forward's v^T H v for one probe on the first batch against double
-    backprop's; (True, None) when they agree to rounding, else (False, why). A model with an operation the rules get
-    wrong, or that cannot run forward-over-forward, then takes double backprop instead of a wrong or failed trace."""
+    backprop's. (the forward-over-forward operator over `batches`, None) when they agree to rounding, else (None, why):
+    a model with an operation the rules get wrong, or that cannot run forward-over-forward, then takes double backprop
+    instead of a wrong or failed trace."""
     try:
-        fof = _HessianOperator(model, batches[:1], loss_fn, 'forward_over_forward', traced)
-        p0 = fof.params[0]
-        v = _rademacher(torch.Generator(device=p0.device).manual_seed(seed + 7919), 1, sum(fof.sizes), p0)
-        a = fof.quadratic_forms(v)[0].item()
-    except Exception as e: return False, f'it failed ({type(e).__name__}: {str(e).splitlines()[0][:120] if str(e) else ""})'
+        op = _HessianOperator(model, batches, loss_fn, 'forward_over_forward', traced)
+        first = op if len(batches) == 1 else _HessianOperator(model, batches[:1], loss_fn, 'forward_over_forward', traced)
+        p0 = op.params[0]
+        v = _rademacher(torch.Generator(device=p0.device).manual_seed(seed + 7919), 1, sum(op.sizes), p0)
+        a = first.quadratic_forms(v)[0].item()
+    except Exception as e: return None, f'it failed ({type(e).__name__}: {str(e).splitlines()[0][:120] if str(e) else ""})'
     b = _HessianOperator(model, batches[:1], loss_fn, 'double_backprop').quadratic_forms(v)[0].item()
     tol = 10 * math.sqrt(torch.finfo(p0.dtype).eps) * max(abs(a), abs(b), 1e-12)
-    if math.isfinite(a) and abs(a - b) <= tol: return True, None
-    return False, f'it gave v^T H v = {a:.6g} where double backprop gives {b:.6g}'
+    if math.isfinite(a) and abs(a - b) <= tol: return op, None
+    return None, f'it gave v^T H v = {a:.6g} where double backprop gives {b:.6g}'
 
 @on_model_device()
 def hessian_trace(model, x, y=None, n_samples:int=100, loss_fn=None, seed:int=0, method:str='auto',
@@ -591,14 +593,14 @@ def hessian_trace(model, x, y=None, n_samples:int=100, loss_fn=None, seed:int=0,
     check_bool('progress', progress)
     asked, (method, traced) = method, _trace_method(model, method)
     with _restored_buffers(model), tqdm(total=n_samples, desc='Hutchinson probes', disable=not progress, leave=False) as bar:
-        batches = _data(model, x, y)
-        if asked == 'auto' and method == 'forward_over_forward':
-            ok, why = _checked_forward_over_forward(model, batches, loss_fn, traced, seed)
-            if not ok:
+        batches, op = _data(model, x, y), None
+        if asked == 'auto' and method == 'forward_over_forward':   # the checked operator is the one that runs
+            op, why = _checked_forward_over_forward(model, batches, loss_fn, traced, seed)
+            if op is None:
                 warnings.warn(f'hessian_trace: forward-over-forward does not fit this model ({why}); '
                               "using method='double_backprop'", RuntimeWarning, stacklevel=3)
                 method, traced = 'double_backprop', None
-        op = _HessianOperator(model, batches, loss_fn, method, traced)
+        if op is None: op = _HessianOperator(model, batches, loss_fn, method, traced)
         op.on_products = bar.update
         p0 = op.params[0]
         gen = torch.Generator(device=p0.device).manual_seed(seed)

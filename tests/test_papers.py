@@ -262,3 +262,17 @@ def test_snapshots_are_written_once_per_k(monkeypatch, tmp_path):
             n = len(saved); callback(epoch, None, None)
             if len(saved) > n: seen[epoch] = saved[-1]
         assert seen == expected, (per_k, seen)
+
+
+def test_smoke_caps_every_attack_budget():
+    "Smoke: a recipe's attack capped at SMOKE['max_steps'] steps even when its preset sets them, AutoAttack's budget too."
+    cap = papers.SMOKE['max_steps']
+    agkd = resolve('agkd', 'Table 1', 'AGKD-BML', 'smoke')
+    assert resolve('agkd', 'Table 1', 'AGKD-BML', 'full')['train']['args']['steps'] is None   # the preset's 10 steps
+    assert agkd['train']['args']['steps'] == cap
+    assert resolve('agkd', 'Table 1', 'UM', 'smoke')['train']['args'].get('steps') is None   # no attack to cap
+    aa = [a for a in resolve('agkd', 'Table 2', 'AGKD-BML-10 | WRN-28-10 | decay 100', 'smoke')['eval']['attacks']
+          if a['attack'] == 'autoattack']
+    assert aa and all((a['n_iter'], a['n_queries'], a['n_target_classes']) == (cap, cap, cap) for a in aa)
+    full = resolve('agkd', 'Table 2', 'AGKD-BML-10 | WRN-28-10 | decay 100', 'full')['eval']['attacks']
+    assert not any(k in a for a in full for k in papers._AUTOATTACK_BUDGET)   # AutoAttack's own budget at full scale
