@@ -84,21 +84,21 @@ def main(argv=None):
     from robustnb.train import fit, set_seed
 
     rows = []
+    def judge(seed, name, model, x, y, label=None, **extra):
+        "Clean and foolbox PGD-20 accuracy of `model` on (x, y): one row, printed."
+        clean, robust = foolbox_pgd20(model, x, y)
+        rows.append(dict(seed=seed, model=name, **extra, clean=clean, pgd20=robust))
+        print(f'seed {seed}  {label or name:34s} clean {clean:5.1f}  PGD-20 {robust:5.1f}', flush=True)
     for seed in args.seeds:
         loader, (x, y), models = digits_setup(seed, args.epochs)
         if args.curve:
-            for name, m in models.items():
-                clean, robust = foolbox_pgd20(m, x, y)
-                rows.append(dict(seed=seed, model=name, epoch=args.epochs, clean=clean, pgd20=robust))
-                print(f'seed {seed}  {name:34s} clean {clean:5.1f}  PGD-20 {robust:5.1f}', flush=True)
-            def judge(epoch, row, model, seed=seed):
+            for name, m in models.items(): judge(seed, name, m, x, y, epoch=args.epochs)
+            def after_epoch(epoch, row, model, seed=seed, x=x, y=y):
                 with torch.random.fork_rng():            # the attacker's random start must not change the training
-                    clean, robust = foolbox_pgd20(model, x, y)
+                    judge(seed, 'IGAM defaults', model, x, y, label=f'IGAM defaults, epoch {epoch:3d}', epoch=epoch)
                 model.train()
-                rows.append(dict(seed=seed, model='IGAM defaults', epoch=epoch, clean=clean, pgd20=robust))
-                print(f'seed {seed}  IGAM defaults, epoch {epoch:3d}          clean {clean:5.1f}  PGD-20 {robust:5.1f}', flush=True)
             set_seed(seed); m = create_model('smallcnn', dataset='digits')
-            fit(m, IGAM(models['PGD-AT (teacher)']), loader, epochs=args.curve, seed=seed, progress=False, callbacks=(judge,))
+            fit(m, IGAM(models['PGD-AT (teacher)']), loader, epochs=args.curve, seed=seed, progress=False, callbacks=(after_epoch,))
             continue
         for v in args.variants:
             set_seed(seed); m = create_model('smallcnn', dataset='digits')
@@ -106,10 +106,7 @@ def main(argv=None):
             epochs = args.student_epochs or args.epochs
             fit(m, IGAM(models['PGD-AT (teacher)'], **recipe_kw), loader, epochs=epochs, seed=seed, progress=False, **fit_kw)
             models[f'IGAM {v}' + (f', {epochs} epochs' if args.student_epochs else '')] = m
-        for name, m in models.items():
-            clean, robust = foolbox_pgd20(m, x, y)
-            rows.append(dict(seed=seed, model=name, clean=clean, pgd20=robust))
-            print(f'seed {seed}  {name:34s} clean {clean:5.1f}  PGD-20 {robust:5.1f}', flush=True)
+        for name, m in models.items(): judge(seed, name, m, x, y)
     df = pd.DataFrame(rows)
     keys = ['model', 'epoch'] if args.curve else 'model'
     summary = df.groupby(keys, sort=False)[['clean', 'pgd20']].agg(['mean', 'std']).round(1)
