@@ -28,6 +28,13 @@ def _last_derivative(backward):
         return backward(ctx, *grads)
     return wrapper
 
+_batched_checks = [getattr(torch._C._functorch, n) for n in ('is_batchedtensor', 'is_legacy_batchedtensor') if hasattr(torch._C._functorch, n)]
+
+def _native_first_order(g) -> bool:
+    """A first-order pass vmapped over its cotangents (`autograd.grad(..., is_grads_batched=True)`) that records a graph:
+    our second-order Functions cannot run under that vmap (their terms would be lost), so PyTorch's own formulas take it."""
+    return torch.is_grad_enabled() and torch.is_tensor(g) and any(f(g) for f in _batched_checks)
+
 def _wanted(ctx, i:int) -> bool:
     "Will the current backward pass use the gradient of the Function's i-th tensor input? (True when the engine cannot tell.)"
     if not ctx.needs_input_grad[i]: return False
@@ -80,6 +87,7 @@ class _Conv(torch.autograd.Function):
     def backward(ctx, g):
         x, w = ctx.saved_tensors
         mask = [_wanted(ctx, 0), _wanted(ctx, 1), ctx.has_bias and _wanted(ctx, 2)]
+        if _native_first_order(g): return (*_conv_backward(g, x, w, ctx.params, mask, ctx.has_bias), None, None, None, None)
         return (*_ConvBackward.apply(g, x, w, ctx.has_bias, ctx.params, mask), None, None, None, None)
 
 # %% ../nbs/02b_double_backward.ipynb #79c075bc
@@ -140,6 +148,9 @@ class _BatchNorm(torch.autograd.Function):
     @staticmethod
     def backward(ctx, g):
         x, w, mean, rstd = ctx.saved_tensors
+        if _native_first_order(g):                          # PyTorch's own double backward recomputes the statistics' terms
+            gx, gw, gb = _bn_backward(g, x, w, None, None, mean, rstd, True, ctx.eps, [True, w is not None, w is not None])
+            return gx, gw, gb, None, None, None, None
         return (*_BatchNormBackward.apply(g, x, w, mean, rstd, ctx.eps), None, None, None, None)
 
 # %% ../nbs/02b_double_backward.ipynb #00f96895
@@ -157,15 +168,17 @@ class _ReLUBackward(torch.autograd.Function):
 
 class _ReLU(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, x):
-        y = torch.relu(x)
+    def forward(ctx, x, inplace=False):
+        if inplace: ctx.mark_dirty(x)               # PyTorch's semantics: a later read of x sees the ReLU
+        y = x.relu_() if inplace else torch.relu(x)
         ctx.save_for_backward(y)
         return y
 
     @staticmethod
     def backward(ctx, g):
         (y,) = ctx.saved_tensors
-        return _ReLUBackward.apply(g, y)
+        if _native_first_order(g): return torch.ops.aten.threshold_backward(g, y, 0), None
+        return _ReLUBackward.apply(g, y), None
 
 # %% ../nbs/02b_double_backward.ipynb #6929a986
 def _args(names, args, kwargs):
@@ -187,7 +200,8 @@ def _batch_norm_node(*args, **kwargs):
     return _BatchNorm.apply(p['input'], p.get('weight'), p.get('bias'), p.get('running_mean'), p.get('running_var'),
                             p.get('momentum', 0.1), p.get('eps', 1e-5))
 
-def _relu_node(x, *args, **kwargs): return _ReLU.apply(x)              # out of place even for inplace=True: the result is returned
+def _relu_node(x, *args, **kwargs):                                   # F.relu(x, inplace), torch.relu(x), x.relu()
+    return _ReLU.apply(x, bool(_args(('inplace',), args, kwargs).get('inplace', False)))
 
 _NODES = {F.conv1d: _conv_node(_single), F.conv2d: _conv_node(_pair), F.conv3d: _conv_node(_triple),
           F.batch_norm: _batch_norm_node, F.relu: _relu_node, torch.relu: _relu_node, torch.Tensor.relu: _relu_node}
