@@ -12,10 +12,13 @@ batches of random images, so the numbers are time per training epoch on a small 
   and two discriminators).
 
 The teacher is another PreAct-ResNet-20 (no input transform). Contenders run in alternation, median of >= 5 rounds
-(bench/common.py). Targets (the Sarkar/IGAM issue, presets included): IGAM <= 0.40x, Sarkar phase 1 <= 0.45x and
-phase 2 <= 0.65x a PGD-10 AT epoch (the papers: IGAM 347 s vs 815 s for PGD-7, 0.43x; Sarkar about 20 % of AT's time).
+(bench/common.py). `--channels-last` puts every network (the students, the baseline's model and the teacher) in
+PyTorch's channels-last memory format, the one its convolution kernels prefer; the ratios then compare like with like.
+Targets (the Sarkar/IGAM issue, presets included): IGAM <= 0.40x, Sarkar phase 1 <= 0.45x and phase 2 <= 0.65x a
+PGD-10 AT epoch (the papers: IGAM 347 s vs 815 s for PGD-7, 0.43x; Sarkar about 20 % of AT's time).
 
     OMP_NUM_THREADS=1 python bench/recipes.py --csv bench/results/recipes_sarkar_igam.csv   # repository root, project env
+    OMP_NUM_THREADS=1 python bench/recipes.py --channels-last --csv bench/results/recipes_sarkar_igam_channels_last.csv
 """
 import sys
 from pathlib import Path
@@ -33,10 +36,12 @@ from robustnb.train import fit  # noqa: E402
 BATCH = 128
 
 
-def contenders(batches, device='cpu', amp=None):
+def contenders(batches, device='cpu', amp=None, channels_last=False):
     torch.manual_seed(0)
     data = (torch.rand(batches*BATCH, 3, 32, 32), torch.randint(0, 10, (batches*BATCH,)))
-    teacher = create_model('preactresnet20', dataset='cifar10').eval()
+    fmt = torch.channels_last if channels_last else torch.contiguous_format
+    network = lambda: create_model('preactresnet20', dataset='cifar10').to(memory_format=fmt)
+    teacher = network().eval()
     sarkar2 = SaliencyCurriculum(teacher, preset='cifar10', phase1_epochs=0)
     recipes = {'PGD-10 AT': PGDAT(preset='cifar10'),
                'IGAM (defaults)': IGAM(teacher, preset='digits'),
@@ -49,7 +54,7 @@ def contenders(batches, device='cpu', amp=None):
                'Sarkar phase 2, no alignment terms (one student gradient)': SaliencyCurriculum(teacher, preset='cifar10', phase1_epochs=0, keep_alignment_in_phase2=False)}
     fns = {}
     for name, recipe in recipes.items():
-        model = create_model('preactresnet20', dataset='cifar10')
+        model = network()
         fns[name] = (lambda m, r: lambda: fit(m, r, data, epochs=1, batch_size=BATCH, lr=0.01, device=device, amp=amp, progress=False))(model, recipe)
     return fns
 
@@ -57,11 +62,13 @@ def contenders(batches, device='cpu', amp=None):
 def main(argv=None):
     p = bench_parser(__doc__, repeats=5)
     p.add_argument('--batches', type=int, default=3, help='batches of 128 per epoch (default 3)')
+    p.add_argument('--channels-last', action='store_true', help='every network in the channels-last memory format')
     p.add_argument('--csv', default=None, help='also write contender, seconds, ratio, target and whether it is met')
     args = parse_bench_args(p, argv)
     print(f'torch {torch.__version__}, {args.device}, amp {args.amp or "off"}, {torch.get_num_threads()} threads; PreActResNet-20 32x32x3, batch {BATCH}, '
-          f'{args.batches} batches per epoch, median of {args.repeats} alternating rounds')
-    med = time_alternating(contenders(args.batches, args.device, args.amp), repeats=args.repeats, warmup=1)
+          f'{args.batches} batches per epoch, median of {args.repeats} alternating rounds'
+          + (', every network channels-last' if args.channels_last else ''))
+    med = time_alternating(contenders(args.batches, args.device, args.amp, args.channels_last), repeats=args.repeats, warmup=1)
     print()
     print(ratio_table(med, 'PGD-10 AT', title='seconds per training epoch, ratio to a PGD-10 AT epoch'))
     targets = {'IGAM (defaults)': 0.40, 'IGAM (cifar100/cifar10 preset)': 0.40, 'Sarkar phase 1 (cifar10 preset)': 0.45,
