@@ -65,11 +65,10 @@ def test_scales_keep_the_method_and_change_the_budget():
 
 
 @pytest.fixture(scope='module')
-def smoke_root(smoke_warmup):
-    """Every entry of the five papers and the benchmark at smoke scale, once: (its root, its table). The jobs run in two
-    background processes from the start of the session (conftest's `SmokeWarmup`); `reproduce` then reads every finished
-    job back and runs whatever is missing itself. Later tests that run smoke entries use this root too."""
-    root = smoke_warmup.wait()
+def smoke_root(tmp_path_factory):
+    """Every entry of the five papers and the benchmark at smoke scale, once for the module: (its root, its table).
+    Later tests that run smoke entries use this root, so each finished job is read back instead of trained again."""
+    root = tmp_path_factory.mktemp('smoke-all')
     return root, reproduce('all', scale='smoke', root=root, device='cpu', progress=False)
 
 
