@@ -11,6 +11,7 @@ digits. Not a timing. The acceptance asks for PGD-20 >= Standard + 15 points and
     python bench/igam_digits.py --seeds 0 1 2 --variants "lambda_diff=6" "lambda_diff=8" --csv bench/results/igam_digits_lambda.csv
     python bench/igam_digits.py --seeds 0 1 2 --variants defaults --student-epochs 8 --csv bench/results/igam_digits_epochs.csv
     python bench/igam_digits.py --seeds 0 1 2 --curve 30 --csv bench/results/igam_digits_curve.csv
+    python bench/igam_digits.py --seeds 0 1 2 --variants defaults match_start=0.5 match_start=0.875 --csv bench/results/igam_digits_match_start.csv
 """
 import argparse
 
@@ -26,6 +27,8 @@ VARIANTS = {                     # name: (IGAM's arguments, fit's arguments besi
     "lambda_diff=6": (dict(lambda_diff=6.0), {}),
     "lambda_diff=8": (dict(lambda_diff=8.0), {}),
     "grad_kind='prob'": (dict(grad_kind='prob'), {}),
+    'match_start=0.5': (dict(match_start=0.5), {}),
+    'match_start=0.875': (dict(match_start=0.875), {}),      # the official scripts' late switch-on (280k of 320k steps)
 }
 
 

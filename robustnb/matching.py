@@ -263,12 +263,17 @@ class IGAM(GradientMatchingRecipe):
     J = ∇ₓ of `grad_kind` ('ce': Eq. 8-9; 'prob': official code) for student (differentiable) and frozen teacher (through
     `transform`, Eq. 15-17); f_disc maximizes L_adv (Eq. 12) every `disc_every` steps. Presets: App. A (`IGAM_PRESETS`).
     `convention` scales the terms ('batch_mean': as Eq. 10/13 read with batch means on [0, 1] pixels; 'official': as the
-    code App. A's λ's were set in), `disc_input` what f_disc sees ('zero_mean_l2': the official per-sample normalization)."""
+    code App. A's λ's were set in), `disc_input` what f_disc sees ('zero_mean_l2': the official per-sample normalization),
+    `match_start` the share of the run on cross-entropy alone before the matching terms and f_disc switch on (official scripts)."""
     train_presets = {None: _IGAM_DIGITS_FIT, 'digits': _IGAM_DIGITS_FIT, **{p: _IGAM_FIT for p in [*IGAM_PRESETS, *IGAM_PRESET_ALIASES] if p != 'digits'}}
     def __init__(self, teacher:nn.Module, transform:nn.Module=None, lambda_adv:float=None, lambda_diff:float=None,
                  disc_every:int=None, grad_kind:str='ce', disc_widths=None, disc_lr:float=0.01, discriminator=None,
-                 in_channels:int=None, non_saturating:bool=False, preset:str=None, convention:str=None, disc_input:str=None):
+                 in_channels:int=None, non_saturating:bool=False, preset:str=None, convention:str=None, disc_input:str=None,
+                 match_start:float=0.0):
         p = _preset(IGAM_PRESETS, preset, IGAM_PRESET_ALIASES)
+        if isinstance(match_start, bool) or not isinstance(match_start, (int, float)) or not 0 <= match_start < 1:
+            raise ValueError(f'match_start: expected the share of the run trained on cross-entropy alone before the matching '
+                             f'terms switch on, in [0, 1) (0: the paper; 0.875: the official scripts), got {match_start!r}')
         pick = lambda name, v: p[name] if v is None else v
         super().__init__(teacher, transform, pick('disc_every', disc_every), disc_lr, pick('disc_widths', disc_widths),
                          discriminator, in_channels, non_saturating, pick('disc_input', disc_input))
@@ -279,22 +284,30 @@ class IGAM(GradientMatchingRecipe):
             raise ValueError(f"convention: expected one of {', '.join(map(repr, IGAM_CONVENTIONS))}, got {convention!r}")
         if grad_kind not in ('ce', 'prob'): raise ValueError(f"grad_kind: expected 'ce' (Eq. 8) or 'prob' (official code), got {grad_kind!r}")
         self.lambda_adv, self.lambda_diff = check_nonnegative('lambda_adv', pick('lambda_adv', lambda_adv)), check_nonnegative('lambda_diff', pick('lambda_diff', lambda_diff))
-        self.grad_kind, self.preset = grad_kind, preset
+        self.grad_kind, self.preset, self.match_start = grad_kind, preset, float(match_start)
+
+    def matching(self, epoch:float) -> bool:
+        "Whether L_adv, L_diff and the discriminator are on at the fractional `epoch`: from `match_start` of the run on."
+        if not self.match_start: return True
+        if self.epochs is None:
+            raise ValueError("match_start: a share of the run needs the run's length, which fit sets; train with fit, or set recipe.epochs")
+        return epoch >= self.match_start*self.epochs
 
     def loss(self, model, x, y, epoch):
-        matching = bool(self.lambda_diff or self.lambda_adv)      # both weights 0: plain CE, no gradients to build
-        logits, grads = student_input_grads(model, x, y, (self.grad_kind,) if matching else ())
+        # before match_start (official scripts) or with both weights 0: plain CE, no input gradients to build
+        matching = bool(self.lambda_diff or self.lambda_adv) and self.matching(epoch)
+        logits, grads = student_input_grads(model, x, y, (self.grad_kind,)) if matching else (model(x), [])
         self._check_batch(x, logits)
         if matching: j_s, j_t = grads[0], self.teacher_grad(x, y, self.grad_kind)
         terms = {'ce': F.cross_entropy(logits, y)}
         total = terms['ce']
         official = self.convention == 'official'
-        if self.lambda_diff:                                       # §4.3.2: only the teacher's window is compared
+        if matching and self.lambda_diff:                          # §4.3.2: only the teacher's window is compared
             terms['diff'] = gradient_l2(*(crop_gradients(j_s, j_t, self._crop) if self._crop is not None else (j_s, j_t)))
             if official:                                   # summed over the (global) batch, gradients w.r.t. 0-255 pixels
                 terms['diff'] = terms['diff']*len(x)*self.processes/255**2
             total = total + self.lambda_diff*terms['diff']
-        if self.lambda_adv:
+        if matching and self.lambda_adv:
             terms['adv'], terms['disc_acc'] = self.adversarial_term('disc', j_s, j_t)
             if official: terms['adv'] = terms['adv']/2             # the code's D cross-entropy averages over 2B gradients
             total = total + self.lambda_adv*terms['adv']

@@ -75,8 +75,10 @@ SETTINGS = {
                                 'run_IGAM_*.sh scripts use batch 32, lr 0.1 x0.1 at 160k/240k of 320k steps (= the '
                                 'same epochs 102.4/153.6 of 204.8)',
                          note='Official scripts (REFERENCE.md, not in the paper): matching terms switched on only after '
-                              'step 280k of 320k; +-eps uniform-noise augmentation (on for CIFAR-10->CIFAR-100, off '
-                              'for Tiny-ImageNet->CIFAR-10 upresize); inputs on 0-255 with per-image standardization.'),
+                              'step 280k of 320k (IGAM(match_start=0.875); the rows keep the paper\'s text, 0: on the '
+                              'digits the late switch-on leaves no robustness, 21_igam); +-eps uniform-noise augmentation '
+                              '(on for CIFAR-10->CIFAR-100, off for Tiny-ImageNet->CIFAR-10 upresize); inputs on 0-255 '
+                              'with per-image standardization.'),
     'igam_cifar100': dict(dataset='cifar100', network='wrn-32-10', optimizer='sgd', lr=0.1, momentum=0.9,
                           weight_decay=2e-4, batch_size=128, epochs=200,
                           lr_schedule=('piecewise', (40000*128/50000, 60000*128/50000), 0.1),
