@@ -12,6 +12,7 @@ digits. Not a timing. The acceptance asks for PGD-20 >= Standard + 15 points and
     python bench/igam_digits.py --seeds 0 1 2 --variants defaults --student-epochs 8 --csv bench/results/igam_digits_epochs.csv
     python bench/igam_digits.py --seeds 0 1 2 --curve 30 --csv bench/results/igam_digits_curve.csv
     python bench/igam_digits.py --seeds 0 1 2 --variants defaults match_start=0.5 match_start=0.875 --csv bench/results/igam_digits_match_start.csv
+    python bench/igam_digits.py --seeds 0 1 2 --variants match_start=0.5 --student-epochs 30 --csv bench/results/igam_digits_match_start_30.csv
 """
 import argparse
 
