@@ -22,6 +22,8 @@ Needs torchattacks (`pip install torchattacks`; 3.5.1 recorded). The recorded ru
         --quantize-grid 2 3 5 9 17 --csv bench/results/adt_digits.csv          # + adt_digits_levels.csv (the grid)
     python bench/adt_digits.py --seeds 0 1 2 --variants "loss='l2', max_grad_norm=1" "loss='l3', T=1" \
         "loss='l3', kd_beta=0.5" --csv bench/results/adt_digits_loss.csv
+    python bench/adt_digits.py --seeds 0 1 2 --variants "pairing='trades', pair_weight=0, max_grad_norm=1" \
+        "pairing='trades', max_grad_norm=1" "pairing='alp', max_grad_norm=1" --csv bench/results/adt_digits_pairing.csv
 """
 import sys
 from pathlib import Path
@@ -43,6 +45,10 @@ VARIANTS = {                     # name: ADT's arguments besides the teacher and
     "loss='l3', T=1": dict(loss='l3', T=1.0),                   # Eq. 8 without temperature
     "loss='l2', max_grad_norm=1": dict(loss='l2', max_grad_norm=1.0),
     'AODT': None,                                              # AODT Eq. 3, the teacher trained jointly from scratch
+    # §3.3 combinations (the quick scale's clipping; Table 3's alphas): Eq. 5 with alpha = 0 is ADT on TRADES's attack
+    "pairing='trades', pair_weight=0, max_grad_norm=1": dict(pairing='trades', pair_weight=0.0, max_grad_norm=1.0),
+    "pairing='trades', max_grad_norm=1": dict(pairing='trades', max_grad_norm=1.0),
+    "pairing='alp', max_grad_norm=1": dict(pairing='alp', max_grad_norm=1.0),
 }
 
 
