@@ -32,13 +32,13 @@ def _got(v):
     text = repr(v)
     return text if len(text) <= 60 else text[:57] + '...'
 
-def check_number(name:str, v, low:float=-math.inf, high:float=math.inf, *, low_open:bool=False) -> float:
-    "A finite real number (not a bool, not a string) in [`low`, `high`] (`low` excluded with `low_open`), as a float."
+def check_number(name:str, v, low:float=-math.inf, high:float=math.inf, *, low_open:bool=False, high_open:bool=False) -> float:
+    "A finite real number (not a bool, not a string) in [`low`, `high`] (either end excluded with `low_open`, `high_open`), as a float."
     ok = not isinstance(v, bool) and isinstance(v, numbers.Real) and math.isfinite(v)
-    if ok: ok = (v > low if low_open else v >= low) and v <= high
+    if ok: ok = (v > low if low_open else v >= low) and (v < high if high_open else v <= high)
     if not ok:
         lo = '' if low == -math.inf else f'{">" if low_open else ">="} {low:g}'
-        hi = '' if high == math.inf else f'<= {high:g}'
+        hi = '' if high == math.inf else f'{"<" if high_open else "<="} {high:g}'
         bounds = ' and '.join(b for b in (lo, hi) if b)
         raise (ValueError if isinstance(v, numbers.Real) and not isinstance(v, bool) else TypeError)(
             f"{name}: expected a finite number{' ' + bounds if bounds else ''}, got {_got(v)}")

@@ -20,7 +20,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from .checks import check_images, check_int, check_nonnegative, check_positive
+from .checks import check_images, check_int, check_nonnegative, check_number, check_positive
 from .attacks import on_model_device, pgd, untracked
 from .curriculum import TopKSchedule
 from .losses import gradient_adversarial_loss, gradient_l2
@@ -271,9 +271,6 @@ class IGAM(GradientMatchingRecipe):
                  in_channels:int=None, non_saturating:bool=False, preset:str=None, convention:str=None, disc_input:str=None,
                  match_start:float=0.0):
         p = _preset(IGAM_PRESETS, preset, IGAM_PRESET_ALIASES)
-        if isinstance(match_start, bool) or not isinstance(match_start, (int, float)) or not 0 <= match_start < 1:
-            raise ValueError(f'match_start: expected the share of the run trained on cross-entropy alone before the matching '
-                             f'terms switch on, in [0, 1) (0: the paper; 0.875: the official scripts), got {match_start!r}')
         pick = lambda name, v: p[name] if v is None else v
         super().__init__(teacher, transform, pick('disc_every', disc_every), disc_lr, pick('disc_widths', disc_widths),
                          discriminator, in_channels, non_saturating, pick('disc_input', disc_input))
@@ -284,9 +281,10 @@ class IGAM(GradientMatchingRecipe):
             raise ValueError(f"convention: expected one of {', '.join(map(repr, IGAM_CONVENTIONS))}, got {convention!r}")
         if grad_kind not in ('ce', 'prob'): raise ValueError(f"grad_kind: expected 'ce' (Eq. 8) or 'prob' (official code), got {grad_kind!r}")
         self.lambda_adv, self.lambda_diff = check_nonnegative('lambda_adv', pick('lambda_adv', lambda_adv)), check_nonnegative('lambda_diff', pick('lambda_diff', lambda_diff))
-        self.grad_kind, self.preset, self.match_start = grad_kind, preset, float(match_start)
+        self.grad_kind, self.preset = grad_kind, preset
+        self.match_start = check_number('match_start', match_start, 0.0, 1.0, high_open=True)   # 0: the paper; 0.875: the scripts
 
-    def matching(self, epoch:float) -> bool:
+    def matching_on(self, epoch:float) -> bool:
         "Whether L_adv, L_diff and the discriminator are on at the fractional `epoch`: from `match_start` of the run on."
         if not self.match_start: return True
         if self.epochs is None:
@@ -295,7 +293,7 @@ class IGAM(GradientMatchingRecipe):
 
     def loss(self, model, x, y, epoch):
         # before match_start (official scripts) or with both weights 0: plain CE, no input gradients to build
-        matching = bool(self.lambda_diff or self.lambda_adv) and self.matching(epoch)
+        matching = bool(self.lambda_diff or self.lambda_adv) and self.matching_on(epoch)
         logits, grads = student_input_grads(model, x, y, (self.grad_kind,)) if matching else (model(x), [])
         self._check_batch(x, logits)
         if matching: j_s, j_t = grads[0], self.teacher_grad(x, y, self.grad_kind)
