@@ -15,6 +15,10 @@ pytest.importorskip('nbconvert')            # a dev requirement (jupyterlab); th
 import check_docs  # noqa: E402
 
 
+# every test reads the pages one fixture writes to _proc: one pytest-xdist worker for all of them
+pytestmark = pytest.mark.xdist_group('docs')
+
+
 @pytest.fixture(scope='module')
 def proc():
     subprocess.run([sys.executable, 'tools/proc_docs.py'], cwd=ROOT, check=True, capture_output=True)

@@ -64,6 +64,10 @@ def test_scales_keep_the_method_and_change_the_budget():
     assert fingerprint(full) != fingerprint(quick) and fingerprint(full) == fingerprint(resolve('sat', 'Table 2', 'P-SAT (MNIST, eps=0.3)', 'full'))
 
 
+# Tests sharing a module fixture stay in one pytest-xdist worker (`-n 2 --dist loadgroup`), so it is built once.
+SMOKE, QUICK = pytest.mark.xdist_group('smoke-all'), pytest.mark.xdist_group('quick-reference')
+
+
 @pytest.fixture(scope='module')
 def smoke_root(tmp_path_factory):
     """Every entry of the five papers and the benchmark at smoke scale, once for the module: (its root, its table).
@@ -72,6 +76,7 @@ def smoke_root(tmp_path_factory):
     return root, reproduce('all', scale='smoke', root=root, device='cpu', progress=False)
 
 
+@SMOKE
 def test_reproduce_all_at_smoke_scale(smoke_root):
     "The acceptance run: every entry of the five papers and the benchmark at smoke scale, on the CPU."
     table = smoke_root[1]
@@ -97,6 +102,7 @@ def quick_reference(tmp_path_factory):
     return root, out
 
 
+@QUICK
 def test_quick_run_folder_reuse_rerun_and_stale(tmp_path, monkeypatch, quick_reference):
     shutil.copytree(quick_reference[0], tmp_path, dirs_exist_ok=True)
     res = run(*ROW, scale='quick', root=tmp_path, progress=False)
@@ -125,6 +131,7 @@ def test_quick_run_folder_reuse_rerun_and_stale(tmp_path, monkeypatch, quick_ref
     assert list(folder.parent.glob('seed0.stale-*'))
 
 
+@QUICK
 def test_killed_run_resumes_to_the_same_numbers(tmp_path, quick_reference):
     job, ref = JOB, quick_reference[1]
     proc = subprocess.Popen([EXE, 'reproduce', '--job', job, '--root', str(tmp_path/'cut')], stdout=subprocess.DEVNULL,
@@ -171,6 +178,7 @@ def test_paper_names_for_clean_accuracy_and_unstated_budgets():
     assert any(s.startswith(pgd_col['column']) and 'not stated' in s for s in full['assumed'])
 
 
+@SMOKE
 def test_a_broken_job_is_a_failed_row_not_a_lost_run(smoke_root, monkeypatch):
     tmp_path = smoke_root[0]                                        # the other rows are read back, not trained again
     def broken(paper, item, row, *args, **kwargs):
@@ -230,6 +238,7 @@ def test_sarkar_and_igam_rows_resolve_as_the_papers_say():
     assert (quick['lambda_diff'], quick['lambda_adv'], quick['convention']) == (2.0, 1.0, 'batch_mean')   # 4*5/10, 1*2/2
 
 
+@SMOKE
 def test_k_curve_alignment_and_decision_slice_analyses(smoke_root):
     "Sarkar Figs. 2-3 evaluate the model after phase 1 and after each k; Table 7 and IGAM Fig. 7 have their own analyses."
     tmp_path = smoke_root[0]                                        # jobs the smoke run finished are read back
