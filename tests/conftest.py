@@ -1,4 +1,7 @@
+import re
 import warnings
+
+import pytest
 
 warnings.filterwarnings('ignore', message='IProgress not found')
 
@@ -7,16 +10,34 @@ def pytest_configure(config):
     # pytest-xdist registers it too; declared here so that a run without xdist does not warn
     config.addinivalue_line('markers', 'xdist_group(name): tests sharing a module fixture, run in one pytest-xdist worker')
     config.addinivalue_line('markers', 'gpu: needs a CUDA device (skipped without one); `pytest -m gpu` runs only these')
+    if config.getoption('dist', 'no') == 'loadgroup' and not hasattr(config, 'workerinput') and _groups_lost():
+        raise pytest.UsageError(f"--dist loadgroup: pytest {pytest.__version__} with pytest-xdist {_xdist_version()} drops "
+                                "the xdist_group marks (pytest-dev/pytest-xdist#1386), so tests sharing a module fixture "
+                                "would run in several workers; install 'pytest<9.2', as the development requirements say")
 
 
-# Longest units of work first (pytest-xdist balances best that way): the smoke reproduction of every paper, then the
-# other groups that share a module fixture, then single tests in their usual order (a stable sort). Started first, the
-# smoke run goes on in one worker while the other works through the rest, instead of holding up the end.
-FIRST = 'smoke-all'
+def _version(v):
+    return tuple(int(n) for n in re.findall(r'\d+', v)[:2])
 
 
+def _xdist_version():
+    import xdist
+    return xdist.__version__
+
+
+def _groups_lost():
+    "pytest >= 9.2 ignores the node ids pytest-xdist <= 3.8 rewrites to carry a group."
+    return _version(pytest.__version__) >= (9, 2) and _version(_xdist_version()) <= (3, 8)
+
+
+@pytest.hookimpl(wrapper=True)
 def pytest_collection_modifyitems(config, items):
-    def rank(item):
-        groups = [m.args[0] for m in item.iter_markers('xdist_group') if m.args]
-        return 0 if FIRST in groups else 1 if groups else 2
-    items.sort(key=rank)
+    "In a `--dist loadgroup` worker, fail (loudly, if not clearly) when xdist's groups were lost all the same."
+    result = yield
+    if getattr(config.option, 'loadgroup', False):
+        lost = [item.nodeid for item in items if item.get_closest_marker('xdist_group') and '@' not in item.nodeid]
+        if lost:
+            raise pytest.UsageError(f'--dist loadgroup: pytest {pytest.__version__} dropped the xdist_group of {len(lost)} tests '
+                                    f'(e.g. {lost[0]}), so tests sharing a module fixture would run in several workers; '
+                                    "install 'pytest<9.2' (pytest-dev/pytest-xdist#1386)")
+    return result
