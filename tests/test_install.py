@@ -7,8 +7,8 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-DEV_ONLY = {'nbdev', 'execnb', 'fastcore', 'pytest', 'pytest-xdist', 'foolbox', 'pyhessian', 'torchattacks', 'jupyter', 'jupyterlab',
-            'IPython', 'ipykernel'}
+DEV_ONLY = {'nbdev', 'execnb', 'fastcore', 'pytest', 'pytest-xdist', 'foolbox', 'pyhessian', 'torchattacks', 'jupyter',
+            'jupyterlab', 'IPython', 'ipykernel'}
 
 
 def _cfg():
@@ -30,7 +30,8 @@ def test_runtime_requirements_exclude_dev_tools():
 
 def test_dev_requirements_pins():
     dev = shlex.split(_cfg()['dev_requirements'])
-    for pin in ('nbdev==2.4.14', 'execnb==0.1.18', 'fastcore>=1.12.3,<2', 'jupyterlab>=4', 'foolbox', 'pyhessian', 'pytest<9.2', 'pytest-xdist'):
+    for pin in ('nbdev==2.4.14', 'execnb==0.1.18', 'fastcore>=1.12.3,<2', 'jupyterlab>=4', 'foolbox', 'pyhessian', 'pytest<9.2',
+                'pytest-xdist'):
         assert pin in dev, pin
     assert 'torchattacks' not in _names(dev)
 
