@@ -22,6 +22,8 @@ Needs torchattacks (`pip install torchattacks`; 3.5.1 recorded). The recorded ru
         --quantize-grid 2 3 5 9 17 --csv bench/results/adt_digits.csv          # + adt_digits_levels.csv (the grid)
     python bench/adt_digits.py --seeds 0 1 2 --variants "loss='l2', max_grad_norm=1" "loss='l3', T=1" \
         "loss='l3', kd_beta=0.5" --csv bench/results/adt_digits_loss.csv
+    python bench/adt_digits.py --seeds 0 1 2 --eps 0.3 --variants max_grad_norm=1 "loss='l3', T=1" AODT \
+        --csv bench/results/adt_digits_eps0.3.csv                                 # where PGD-AT costs clean accuracy
     python bench/adt_digits.py --seeds 0 1 2 --variants "pairing='trades', pair_weight=0, max_grad_norm=1" \
         "pairing='trades', max_grad_norm=1" "pairing='alp', max_grad_norm=1" --csv bench/results/adt_digits_pairing.csv
 """
@@ -80,6 +82,8 @@ def main(argv=None):
         p.add_argument('--variants', nargs='+', default=['defaults', 'max_grad_norm=1', "loss='l2'", "loss='l3'", "loss='l4'"],
                        choices=list(VARIANTS))
         p.add_argument('--quantize-grid', type=int, nargs='*', default=[], metavar='LEVELS')
+        p.add_argument('--eps', type=float, default=None,
+                       help="train and judge at this budget instead of the digits' 0.2, steps of eps/4 as there")
     args = parse_args(__doc__, argv, add)
     from robustnb.data import load_dataset
     from robustnb.evaluate import Quantize
@@ -95,6 +99,8 @@ def main(argv=None):
     pick = torch.randperm(len(train.labels), generator=g)[:n]
     xq, yq = train.images[pick], train.labels[pick]
     rows, qrows = [], []
+    eps = 0.2 if args.eps is None else args.eps
+    budget = {} if args.eps is None else dict(eps=eps, alpha=eps/4)     # the preset's 10 steps kept
     for seed in args.seeds:
         set_seed(seed)
         loader = DataLoader(TensorDataset(train.images, train.labels), batch_size=QUICK['batch_size'], shuffle=True)
@@ -106,12 +112,12 @@ def main(argv=None):
             return h
         train_one('Standard (teacher)', Standard())
         teacher = models['Standard (teacher)'].eval()
-        train_one('PGD-AT', PGDAT(preset='digits'))
+        train_one('PGD-AT', PGDAT(preset='digits', **budget))
         for v in args.variants:
             if VARIANTS[v] is None:
                 set_seed(seed); online = create_model('smallcnn', dataset='digits')
-                recipe = AODT(online, preset='digits')
-            else: recipe = ADT(teacher, preset='digits', **VARIANTS[v])
+                recipe = AODT(online, preset='digits', **budget)
+            else: recipe = ADT(teacher, preset='digits', **budget, **VARIANTS[v])
             name = 'AODT' if v == 'AODT' else f'ADT {v}'
             try: h = train_one(name, recipe)
             except Exception as e:                              # a diverged run (non-finite weights) is a result too
@@ -119,11 +125,11 @@ def main(argv=None):
                 rows.append(dict(seed=seed, model=name, clean=float('nan'), pgd20=float('nan'), note=str(e)[:200]))
                 continue
         for name, m in models.items():
-            clean, robust = torchattacks_pgd20(m, x, y, seed=seed)
+            clean, robust = torchattacks_pgd20(m, x, y, eps=eps, seed=seed)
             rows.append(dict(seed=seed, model=name, clean=clean, pgd20=robust, note=''))
             print(f'seed {seed}  {name:28s} clean {clean:5.1f}  PGD-20 {robust:5.1f}', flush=True)
             for L in args.quantize_grid:
-                qc, qr = torchattacks_pgd20(Quantize(m, L), xq, yq, seed=seed)
+                qc, qr = torchattacks_pgd20(Quantize(m, L), xq, yq, eps=eps, seed=seed)
                 qrows.append(dict(seed=seed, model=name, levels=L, train_clean=qc, train_pgd20=qr))
                 print(f'seed {seed}  {name:28s} +Q levels {L:3d} (training digits) clean {qc:5.1f}  PGD-20 {qr:5.1f}', flush=True)
     df = pd.DataFrame(rows)

@@ -7,7 +7,9 @@ Per seed: a PGD-AT teacher and a standard model, then one IGAM student per varia
 and judged by foolbox's LinfPGD (20 steps of 0.05 from a random start at eps = 0.2, the digits' budget) on the 540 test
 digits. Not a timing. The acceptance asks for PGD-20 >= Standard + 15 points and >= 50 % of the teacher's.
 
-    python bench/igam_digits.py --seeds 0 1 2 --variants defaults "disc_input='raw', lr=2e-3" "lr=2e-3" --csv bench/results/igam_digits.csv
+    python bench/igam_digits.py --seeds 0 1 2 --variants defaults input_noise=0 input_noise=0.1 \
+        "input_noise=0, lr=2e-3" "input_noise=0, disc_input='raw', lr=2e-3" --csv bench/results/igam_digits.csv
+    python bench/igam_digits.py --seeds 0 1 2 --variants --standard-noise 0.2 --csv bench/results/igam_digits_noise_control.csv
     python bench/igam_digits.py --seeds 0 1 2 --variants "lambda_diff=6" "lambda_diff=8" --csv bench/results/igam_digits_lambda.csv
     python bench/igam_digits.py --seeds 0 1 2 --variants defaults --student-epochs 8 --csv bench/results/igam_digits_epochs.csv
     python bench/igam_digits.py --seeds 0 1 2 --curve 30 --csv bench/results/igam_digits_curve.csv
@@ -30,6 +32,10 @@ VARIANTS = {                     # name: (IGAM's arguments, fit's arguments besi
     "grad_kind='prob'": (dict(grad_kind='prob'), {}),
     'match_start=0.5': (dict(match_start=0.5), {}),
     'match_start=0.875': (dict(match_start=0.875), {}),      # the official scripts' late switch-on (280k of 320k steps)
+    'input_noise=0': (dict(input_noise=0.0), {}),            # no noise augmentation: the paper's text (default until 2026-12-07)
+    'input_noise=0.1': (dict(input_noise=0.1), {}),          # half the official scripts' half-width (the default: eps)
+    "input_noise=0, lr=2e-3": (dict(input_noise=0.0), dict(lr=2e-3)),
+    "input_noise=0, disc_input='raw', lr=2e-3": (dict(input_noise=0.0, disc_input='raw'), dict(lr=2e-3)),
 }
 
 
@@ -43,6 +49,15 @@ def foolbox_pgd20(model, x, y, eps=0.2):
     _, adv, _ = attack(fmodel, x, y, epsilons=eps)
     with torch.no_grad(): robust = (model(adv).argmax(1) == y).float().mean().item()
     return 100*clean, 100*robust
+
+
+def NoisyStandard(n):
+    "Standard training on x + U(-n, n) clipped to [0, 1]: the noise of `IGAM(input_noise=n)` without the matching."
+    from robustnb.recipes import Standard
+    class Noisy(Standard):
+        def loss(self, model, x, y, epoch):
+            return super().loss(model, (x + torch.empty_like(x).uniform_(-n, n)).clamp(0, 1), y, epoch)
+    return Noisy()
 
 
 def digits_setup(seed, epochs=15):
@@ -81,7 +96,9 @@ def main(argv=None):
         p.add_argument('--student-epochs', type=int, default=None, help='the IGAM students\' epochs, when not --epochs')
         p.add_argument('--curve', type=int, default=None, metavar='N',
                        help='instead of the variants: one IGAM student (defaults) trained N epochs, judged after every epoch')
-        p.add_argument('--variants', nargs='+', default=['defaults', "disc_input='raw', lr=2e-3"], choices=list(VARIANTS))
+        p.add_argument('--variants', nargs='*', default=['defaults', "disc_input='raw', lr=2e-3"], choices=list(VARIANTS))
+        p.add_argument('--standard-noise', type=float, default=None, metavar='N',
+                       help="also a standard model trained on the images with IGAM's uniform noise of half-width N (a control)")
     args = parse_args(__doc__, argv, add)
     from robustnb.matching import IGAM
     from robustnb.models import create_model
@@ -104,6 +121,10 @@ def main(argv=None):
             set_seed(seed); m = create_model('smallcnn', dataset='digits')
             fit(m, IGAM(models['PGD-AT (teacher)']), loader, epochs=args.curve, seed=seed, progress=False, callbacks=(after_epoch,))
             continue
+        if args.standard_noise is not None:            # the noise alone, without the matching: does it buy robustness?
+            set_seed(seed); m = create_model('smallcnn', dataset='digits')
+            fit(m, NoisyStandard(args.standard_noise), loader, epochs=args.epochs, seed=seed, progress=False)
+            models[f'Standard input_noise={args.standard_noise:g}'] = m
         for v in args.variants:
             set_seed(seed); m = create_model('smallcnn', dataset='digits')
             recipe_kw, fit_kw = VARIANTS[v]

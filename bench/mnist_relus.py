@@ -10,6 +10,13 @@ are dead the network cannot leave chance, whatever the schedule does later.
 
     python bench/mnist_relus.py                       # all four networks, 40 steps
     python bench/mnist_relus.py --steps 80 --layouts sat --norms raw
+    python bench/mnist_relus.py --checkpoint CKPT/last.pt   # a saved fit checkpoint of mnist_presets.py instead
+
+`--checkpoint` inspects the SmallCNN ('sat' layout, raw pixels) of a `fit` checkpoint written by `mnist_presets.py
+--checkpoint-dir` after some epochs: per ReLU layer the share of activations that are on and the share of units that any
+training digit switches on, clean and under the preset's PGD-40, the spread of the logits, and the norm of every
+parameter's gradient of the adversarial loss on the first 512 training digits. Units that some input switches on still
+carry gradient, so the state is not absorbing: whether the run leaves chance later is for the full schedule to show.
 """
 import argparse
 import sys
@@ -66,6 +73,37 @@ def run(layout, norm, steps, every, eps, seed, x, y, test=None, pgd_every=0):
     return rows
 
 
+def inspect(path, eps, style, seed=0, batch=256):
+    "The `--checkpoint` report (see the module's docstring): one line per layer and input kind, then the gradient norms."
+    from robustnb.attacks import pgd
+    from robustnb.models import create_model
+    from robustnb.recipes import PGDAT
+    ck = torch.load(path, map_location='cpu', weights_only=False)
+    model = create_model('smallcnn', dataset='mnist', layout='sat')
+    model.load_state_dict(ck['model'])
+    model.eval()
+    x, y = upsampled('train', style)
+    recipe = PGDAT(preset='mnist', eps=eps)
+    torch.manual_seed(seed)
+    adv = torch.cat([pgd(model, x[i:i + batch], y[i:i + batch], recipe.eps, recipe.alpha, recipe.steps)
+                     for i in range(0, len(y), batch)])
+    print(f'{path}: epoch {ck["epoch"]} of {ck["epochs"]}, history {ck["history"][-1]}')
+    print(f"{'input':>6} {'layer':>6} {'on %':>7} {'units on %':>11} {'max':>7} {'logit sd':>9}")
+    for kind, xs in (('clean', x), ('PGD-40', adv)):
+        with torch.no_grad():
+            a1 = F.relu(model.conv1(model.normalize(xs)))
+            a2 = F.relu(model.conv2(a1))
+            a3 = F.relu(model.conv3(a2))
+            sd = model.fc(torch.flatten(a3, 1)).std(0).mean().item()
+        for name, a in (('conv1', a1), ('conv2', a2), ('conv3', a3)):
+            print(f'{kind:>6} {name:>6} {100*(a > 0).float().mean().item():7.2f} '
+                  f'{100*(a > 0).flatten(1).any(0).float().mean().item():11.2f} {a.max().item():7.3f} {sd:9.5f}')
+    model.zero_grad()
+    F.cross_entropy(model(adv[:512]), y[:512]).backward()
+    print('gradient norms of the adversarial loss (first 512 training digits): '
+          + ', '.join(f'{n} {p.grad.norm().item():.2e}' for n, p in model.named_parameters()))
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument('--layouts', nargs='+', default=['cleverhans', 'sat'], choices=['sat', 'cleverhans'])
@@ -78,8 +116,10 @@ def main(argv=None):
     p.add_argument('--threads', type=int, default=1)
     p.add_argument('--test', type=int, default=0, help='also report accuracy on the first N test digits (0: none)')
     p.add_argument('--pgd-every', type=int, default=0, help='PGD-40 accuracy on those digits every N steps (0: never)')
+    p.add_argument('--checkpoint', default=None, help="inspect this fit checkpoint of mnist_presets.py instead (see above)")
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
+    if args.checkpoint: return inspect(args.checkpoint, args.eps, args.style, args.seed)
     x, y = upsampled('train', args.style)
     test = None
     if args.test: test = tuple(t[:args.test] for t in upsampled('test', args.style))

@@ -235,9 +235,10 @@ def finetune_logit_layer(teacher:nn.Module, data, epochs:int=10, num_classes:int
 # %% ../nbs/08b_matching.ipynb #d90d8dad
 _SMALL, _LARGE = (8, 16, 32, 64), (16, 32, 64, 128, 256)
 IGAM_CONVENTIONS = ('batch_mean', 'official')
-_APP_A = dict(convention='official', disc_input='zero_mean_l2')
+_APP_A = dict(convention='official', disc_input='zero_mean_l2', input_noise=0.0)   # noise: the paper's text (see the notes)
 IGAM_PRESETS = {
-    'digits': dict(lambda_adv=1.0, lambda_diff=4.0, disc_widths=_SMALL, disc_every=5, convention='batch_mean', disc_input='zero_mean_l2'),
+    'digits': dict(lambda_adv=1.0, lambda_diff=4.0, disc_widths=_SMALL, disc_every=5, convention='batch_mean', disc_input='zero_mean_l2',
+               input_noise=0.2),                # the official scripts' half-width: the threat model's eps
     'cifar10/mnist': dict(lambda_adv=1.0, lambda_diff=100.0, disc_widths=_LARGE, disc_every=10),
     'cifar10/tinyimagenet-transposeconv': dict(lambda_adv=1.0, lambda_diff=10.0, disc_widths=_SMALL, disc_every=5),
     'cifar10/tinyimagenet-randompad': dict(lambda_adv=1.0, lambda_diff=10.0, disc_widths=_SMALL, disc_every=5),
@@ -264,25 +265,29 @@ class IGAM(GradientMatchingRecipe):
     `transform`, Eq. 15-17); f_disc maximizes L_adv (Eq. 12) every `disc_every` steps. Presets: App. A (`IGAM_PRESETS`).
     `convention` scales the terms ('batch_mean': as Eq. 10/13 read with batch means on [0, 1] pixels; 'official': as the
     code App. A's λ's were set in), `disc_input` what f_disc sees ('zero_mean_l2': the official per-sample normalization),
-    `match_start` the share of the run on cross-entropy alone before the matching terms and f_disc switch on (official scripts)."""
+    `match_start` the share of the run on cross-entropy alone before the matching terms and f_disc switch on (official scripts),
+    `input_noise` the half-width of the uniform noise added to every training image, seen by student and teacher alike
+    (the official scripts' `--img_random_pert`; 0: the paper)."""
     train_presets = {None: _IGAM_DIGITS_FIT, 'digits': _IGAM_DIGITS_FIT, **{p: _IGAM_FIT for p in [*IGAM_PRESETS, *IGAM_PRESET_ALIASES] if p != 'digits'}}
     def __init__(self, teacher:nn.Module, transform:nn.Module=None, lambda_adv:float=None, lambda_diff:float=None,
                  disc_every:int=None, grad_kind:str='ce', disc_widths=None, disc_lr:float=0.01, discriminator=None,
                  in_channels:int=None, non_saturating:bool=False, preset:str=None, convention:str=None, disc_input:str=None,
-                 match_start:float=0.0):
+                 match_start:float=0.0, input_noise:float=None):
         p = _preset(IGAM_PRESETS, preset, IGAM_PRESET_ALIASES)
         pick = lambda name, v: p[name] if v is None else v
         super().__init__(teacher, transform, pick('disc_every', disc_every), disc_lr, pick('disc_widths', disc_widths),
                          discriminator, in_channels, non_saturating, pick('disc_input', disc_input))
         self.convention = pick('convention', convention)
         self._preset_names = sorted([*IGAM_PRESETS, *IGAM_PRESET_ALIASES])
-        if preset is None: self._digits_defaults = tuple(n for n, v in (('lambda_adv', lambda_adv), ('lambda_diff', lambda_diff)) if v is None)
+        if preset is None:                               # digits-tuned values that must not reach other images unasked
+            self._digits_defaults = tuple(n for n, v in (('lambda_adv', lambda_adv), ('lambda_diff', lambda_diff), ('input_noise', input_noise)) if v is None)
         if self.convention not in IGAM_CONVENTIONS:
             raise ValueError(f"convention: expected one of {', '.join(map(repr, IGAM_CONVENTIONS))}, got {convention!r}")
         if grad_kind not in ('ce', 'prob'): raise ValueError(f"grad_kind: expected 'ce' (Eq. 8) or 'prob' (official code), got {grad_kind!r}")
         self.lambda_adv, self.lambda_diff = check_nonnegative('lambda_adv', pick('lambda_adv', lambda_adv)), check_nonnegative('lambda_diff', pick('lambda_diff', lambda_diff))
         self.grad_kind, self.preset = grad_kind, preset
         self.match_start = check_number('match_start', match_start, 0.0, 1.0, high_open=True)   # 0: the paper; 0.875: the scripts
+        self.input_noise = check_number('input_noise', pick('input_noise', input_noise), 0.0, 1.0)   # [0, 1] pixel units
 
     def matching_on(self, epoch:float) -> bool:
         "Whether L_adv, L_diff and the discriminator are on at the fractional `epoch`: from `match_start` of the run on."
@@ -292,6 +297,8 @@ class IGAM(GradientMatchingRecipe):
         return epoch >= self.match_start*self.epochs
 
     def loss(self, model, x, y, epoch):
+        if self.input_noise:                                   # x + U(-n, n) in [0, 1]: what student and teacher both see
+            x = (x + torch.empty_like(x).uniform_(-self.input_noise, self.input_noise)).clamp(0, 1)
         # before match_start (official scripts) or with both weights 0: plain CE, no input gradients to build
         matching = bool(self.lambda_diff or self.lambda_adv) and self.matching_on(epoch)
         logits, grads = student_input_grads(model, x, y, (self.grad_kind,)) if matching else (model(x), [])

@@ -117,8 +117,8 @@ def _rescale_epochs(train, epochs):
     return out
 
 def _scale_budget(spec, factor):
-    "Attack/recipe arguments with the pixel budgets `eps` and `alpha` multiplied by `factor` (quick scale)."
-    return {k: (v*factor if k in ('eps', 'alpha') and isinstance(v, (int, float)) else v) for k, v in spec.items()}
+    "Attack/recipe arguments with the pixel budgets `eps`, `alpha` and IGAM's `input_noise` multiplied by `factor` (quick scale)."
+    return {k: (v*factor if k in ('eps', 'alpha', 'input_noise') and isinstance(v, (int, float)) else v) for k, v in spec.items()}
 
 def _cap_steps(spec, cap, keep_travel=False):
     "`spec` with at most `cap` attack steps; `keep_travel` scales the step size so that steps × alpha is unchanged."

@@ -281,7 +281,8 @@ def build_cases():
     c['matching.finetune_logit_layer'] = case(matching.finetune_logit_layer, {'teacher': SmallCNN(input_size=8), 'data': (X, Y), 'epochs': 1},
                                               teacher='module', epochs='int', lr='positive', batch_size='int')
     c['matching.IGAM'] = case(matching.IGAM, {'teacher': teacher, 'in_channels': 1}, teacher='module', lambda_adv='nonneg',
-                              lambda_diff='nonneg', disc_every='int', grad_kind='name', disc_lr='positive', match_start='fraction')
+                              lambda_diff='nonneg', disc_every='int', grad_kind='name', disc_lr='positive', match_start='fraction',
+                              input_noise='fraction')
     c['matching.SaliencyCurriculum'] = case(matching.SaliencyCurriculum, {'teacher': teacher, 'in_channels': 1}, teacher='module',
                                             beta='nonneg', gamma_phase1='nonneg', gamma_phase2='nonneg', phase2_target='name',
                                             schedule='topk')

@@ -40,7 +40,7 @@ SCRIPT = textwrap.dedent('''
             teacher = SmallCNN(input_size=8).double().eval()
             disc = lambda c: Discriminator(in_channels=c, widths=(8, 16)).double()   # built in setup, after fit's seed
             return IGAM(teacher, convention='official', disc_input='zero_mean_l2', disc_every=1, discriminator=disc,
-                        lambda_adv=1.0, lambda_diff=10.0)
+                        lambda_adv=1.0, lambda_diff=10.0, input_noise=0.0)   # noise drawn per process would differ
         return Standard() if method == 'standard' else PGDATNoStart(eps=0.1, steps=3)
 
     def train(method, batch_size, ckdir, train_data=None, stop_after=None):

@@ -83,7 +83,7 @@ def tensors(): return torch.tensor(X).view(3, 1, 2, 2), torch.tensor(Y)
 
 
 def igam_recipe(kind='ce', lam_adv=0.7, lam_diff=2.5, **kw):
-    kw = {'disc_input': 'raw', **kw}               # the hand formulas feed the discriminator the raw gradients
+    kw = {'disc_input': 'raw', 'input_noise': 0.0, **kw}   # the hand formulas: raw gradients to D, the images as given
     rec = IGAM(linear(WT, BT), lambda_adv=lam_adv, lambda_diff=lam_diff, grad_kind=kind, in_channels=1,
                discriminator=lambda c: linear_disc(V1, C1), **kw)
     student = linear(WS, BS)
@@ -311,7 +311,7 @@ def test_batchnorm_student_one_forward_per_step():
     bn = nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.BatchNorm2d(4), nn.ReLU(), nn.Flatten(), nn.Linear(256, 10)).train()
     twin = copy.deepcopy(bn)
     x, y = digits(32)
-    rec = IGAM(create_model('smallcnn', dataset='digits'))
+    rec = IGAM(create_model('smallcnn', dataset='digits'), input_noise=0.0)   # the images as given, to compare the logits
     rec.setup(bn, 'cpu')
     t = rec.loss(bn, x, y, 0.0)
     with torch.no_grad(): logits = twin(x)                             # one training-mode forward pass
@@ -456,16 +456,45 @@ def test_digits_weights_on_other_images_are_asked_for_not_assumed():
     torch.manual_seed(0)
     x, y = torch.rand(8, 1, 10, 10), torch.arange(8) % 10
     teacher = SmallCNN(input_size=10).eval()
-    for make, names in ((lambda **kw: IGAM(teacher, **kw), 'lambda_adv, lambda_diff'),
+    for make, names in ((lambda **kw: IGAM(teacher, **kw), 'lambda_adv, lambda_diff, input_noise'),
                         (lambda **kw: SaliencyCurriculum(teacher, phase1_epochs=1, schedule=TopKSchedule(50, 50, epochs_per_k=1), **kw),
                          'beta, gamma_phase1, gamma_phase2')):
         with pytest.raises(ValueError, match=f"^preset: .*default {names} were tuned on the 1×8×8 digits, not for 1×10×10"):
             fit(SmallCNN(input_size=10), make(), (x, y), epochs=2, lr=0.01, progress=False)
         fit(SmallCNN(input_size=10), make(preset='digits'), (x, y), epochs=2, lr=0.01, progress=False)      # asked for
-    # weights given: the rest of the digits defaults (discriminator, schedule) need no preset
-    fit(SmallCNN(input_size=10), IGAM(teacher, lambda_adv=1.0, lambda_diff=2.0), (x, y), epochs=1, lr=0.01, progress=False)
-    with pytest.raises(ValueError, match='lambda_diff were tuned'):
+    # weights and noise given: the rest of the digits defaults (discriminator, schedule) need no preset
+    fit(SmallCNN(input_size=10), IGAM(teacher, lambda_adv=1.0, lambda_diff=2.0, input_noise=0.0), (x, y), epochs=1, lr=0.01, progress=False)
+    with pytest.raises(ValueError, match=' lambda_diff, input_noise were tuned'):
         fit(SmallCNN(input_size=10), IGAM(teacher, lambda_adv=1.0), (x, y), epochs=1, lr=0.01, progress=False)
+    with pytest.raises(ValueError, match=' input_noise were tuned'):        # the noise's scale is the digits' too
+        fit(SmallCNN(input_size=10), IGAM(teacher, lambda_adv=1.0, lambda_diff=2.0), (x, y), epochs=1, lr=0.01, progress=False)
     # on the digits themselves the defaults are what they were tuned for
     x8 = torch.rand(8, 1, 8, 8)
     fit(SmallCNN(input_size=8), IGAM(SmallCNN(input_size=8).eval()), (x8, y), epochs=1, lr=0.01, progress=False)
+
+
+def test_igam_input_noise_is_what_student_and_teacher_see():
+    "IGAM(input_noise=n) (official scripts' --img_random_pert): both networks see the same x + U(-n, n), clipped to [0, 1]."
+    torch.manual_seed(0)
+    x, y = torch.rand(256, 1, 8, 8), torch.arange(256) % 10
+    for n in (0.0, 0.3):
+        seen = {'student': [], 'teacher': []}
+        teacher, student = SmallCNN(input_size=8).eval(), SmallCNN(input_size=8)
+        for name, m in (('teacher', teacher), ('student', student)):
+            m.register_forward_hook(lambda mod, inp, out, name=name: seen[name].append(inp[0].detach().clone()))
+        rec = IGAM(teacher, input_noise=n)
+        rec.setup(student, 'cpu')
+        torch.manual_seed(5)
+        rec.loss(student, x, y, 0.0)
+        s, t = seen['student'][0], seen['teacher'][-1]        # the teacher's last pass: its gradient (the first checks shapes)
+        assert torch.equal(s, t)
+        if not n:
+            assert torch.equal(s, x)
+            continue
+        d = s - x
+        assert 0 <= s.min() and s.max() <= 1 and d.abs().max() <= n + 1e-6
+        inside = (x > n) & (x < 1 - n)                        # no clipping there: the noise itself, uniform on (-n, n)
+        assert abs(d[inside].mean()) < 0.01 and abs(d[inside].std() - n/3**0.5) < 0.01 and d[inside].abs().max() > 0.99*n
+        torch.manual_seed(5)                                   # one draw of the global generator: seeded, reproducible
+        assert torch.equal(s, (x + torch.empty_like(x).uniform_(-n, n)).clamp(0, 1))
+    assert IGAM(teacher).input_noise == 0.2 and IGAM(teacher, preset='cifar100').input_noise == 0.0

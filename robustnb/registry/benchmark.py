@@ -42,7 +42,7 @@ _ROWS = [
     ('Standard', 'standard', {}), ('PGD-AT', 'pgdat', _ATK), ('TRADES', 'trades', {**_ATK, 'beta': 6.0}),
     ('ALP', 'alp', {**_ATK, 'pair_weight': 1.0}), ('MART', 'mart', {**_ATK, 'beta': 6.0}),
     ('ADT', 'adt', {**_ATK, 'teacher': 'natural'}), ('AODT', 'aodt', {**_ATK, 'teacher': 'fresh', 'beta': 1.0}),
-    ('IGAM', 'igam', {'teacher': 'robust', 'lambda_adv': 1.0, 'lambda_diff': 10.0}),
+    ('IGAM', 'igam', {'teacher': 'robust', 'lambda_adv': 1.0, 'lambda_diff': 10.0, 'input_noise': 0.0}),   # noise: the paper's text
     ('Sarkar', 'sarkar', {'teacher': 'robust', 'beta': 2.0, 'gamma_phase1': 10.0, 'gamma_phase2': 20.0,
                           'schedule': ('topk', 100, 50, 10, 5), 'phase1_epochs': 70}),
     ('P-SAT', 'psat', {**_ATK, 'lambda_schedule': ('linear', 0.0, 1.0, 30, 70)}),

@@ -77,6 +77,7 @@ SETTINGS = {
                          note='Official scripts (REFERENCE.md, not in the paper): matching terms switched on only after '
                               'step 280k of 320k (IGAM(match_start=0.875); the rows keep the paper\'s text, 0: on the '
                               'digits the late switch-on leaves no robustness, 21_igam); +-eps uniform-noise augmentation '
+                              '(IGAM(input_noise=8/255); the rows keep the paper\'s text, 0) '
                               '(on for CIFAR-10->CIFAR-100, off for Tiny-ImageNet->CIFAR-10 upresize); inputs on 0-255 '
                               'with per-image standardization.'),
     'igam_cifar100': dict(dataset='cifar100', network='wrn-32-10', optimizer='sgd', lr=0.1, momentum=0.9,
@@ -653,10 +654,11 @@ ENTRIES.append(dict(item='Fig. 7', kind='figure', title='Decision boundaries and
          ]))
 
 # %% ../../nbs/13c_registry_igam.ipynb #425cdc87
-APP_A_CONVENTIONS = dict(convention='official', disc_input='zero_mean_l2')   # what App. A's lambda_adv/lambda_diff mean
+# what App. A's lambda_adv/lambda_diff mean, on the paper's clean images (no input noise: the official scripts' is an option)
+APP_A_CONVENTIONS = dict(convention='official', disc_input='zero_mean_l2', input_noise=0.0)
 
 def with_app_a_conventions(entries):
-    "Every IGAM row of `entries` with App. A's scale conventions (in place); returns `entries`."
+    "Every IGAM row of `entries` with App. A's scale conventions and no input noise (in place); returns `entries`."
     for e in entries:
         for r in e['rows']:
             if r.get('method') == 'igam': r['args'] = {**r['args'], **APP_A_CONVENTIONS}
