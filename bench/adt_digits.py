@@ -9,8 +9,9 @@ Per seed, with the settings of the reproduce engine's quick scale (`robustnb.pap
     fit(model, ADT(teacher, preset='digits', **variant), loader, **quick)       # one per --variants entry
 
 each judged on the 540 test digits by torchattacks' PGD (20 steps of 0.05 = eps/4 from a uniform random start, eps 0.2):
-an attacker robustnb did not write. The acceptance: ADT's clean accuracy >= PGD-AT's with its PGD-20 accuracy within
-3 points of PGD-AT's (means over the seeds). Not a timing.
+an attacker robustnb did not write. The acceptance: ADT's clean accuracy >= PGD-AT's with its PGD-20 accuracy at most
+3 points below PGD-AT's (means over the seeds; before 2026-12-07 the check also refused 3 points *above*, which no
+recorded variant reached). Not a timing.
 
 `--quantize-grid L ...` also picks the input-quantization levels of the registry's "+Q" rows (ADT Table 1, levels not
 printed): every model above is wrapped in `robustnb.evaluate.Quantize(model, L)` (straight-through gradients, so the
@@ -139,7 +140,7 @@ def main(argv=None):
     for name in summary.index:
         if name.startswith(('ADT', 'AODT')):
             s = summary.loc[name]
-            ok = s[('clean', 'mean')] >= base[('clean', 'mean')] and abs(s[('pgd20', 'mean')] - base[('pgd20', 'mean')]) <= 3
+            ok = s[('clean', 'mean')] >= base[('clean', 'mean')] and s[('pgd20', 'mean')] >= base[('pgd20', 'mean')] - 3   # at most 3 points less robust
             print(f"{name:28s} clean {s[('clean', 'mean')] - base[('clean', 'mean')]:+5.1f}  PGD-20 "
                   f"{s[('pgd20', 'mean')] - base[('pgd20', 'mean')]:+5.1f} vs PGD-AT: {'meets' if ok else 'misses'} the acceptance")
     if qrows:
