@@ -53,10 +53,12 @@ def foolbox_pgd20(model, x, y, eps=0.2):
 
 def NoisyStandard(n):
     "Standard training on x + U(-n, n) clipped to [0, 1]: the noise of `IGAM(input_noise=n)` without the matching."
+    from robustnb.attacks import LinfStep
     from robustnb.recipes import Standard
     class Noisy(Standard):
         def loss(self, model, x, y, epoch):
-            return super().loss(model, (x + torch.empty_like(x).uniform_(-n, n)).clamp(0, 1), y, epoch)
+            ball = LinfStep(x, n, 0.0)                 # the same draw as IGAM's: a uniform point of the ball ∩ [0, 1]
+            return super().loss(model, ball.project(x + ball.random_start(None)), y, epoch)
     return Noisy()
 
 

@@ -73,7 +73,7 @@ def run(layout, norm, steps, every, eps, seed, x, y, test=None, pgd_every=0):
     return rows
 
 
-def inspect(path, eps, style, seed=0, batch=256):
+def inspect_checkpoint(path, eps, style, seed=0, batch=256):
     "The `--checkpoint` report (see the module's docstring): one line per layer and input kind, then the gradient norms."
     from robustnb.attacks import pgd
     from robustnb.models import create_model
@@ -119,7 +119,7 @@ def main(argv=None):
     p.add_argument('--checkpoint', default=None, help="inspect this fit checkpoint of mnist_presets.py instead (see above)")
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
-    if args.checkpoint: return inspect(args.checkpoint, args.eps, args.style, args.seed)
+    if args.checkpoint: return inspect_checkpoint(args.checkpoint, args.eps, args.style, args.seed)
     x, y = upsampled('train', args.style)
     test = None
     if args.test: test = tuple(t[:args.test] for t in upsampled('test', args.style))

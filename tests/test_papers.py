@@ -236,6 +236,10 @@ def test_sarkar_and_igam_rows_resolve_as_the_papers_say():
     full, quick = (resolve(*row, s)['train']['args'] for s in ('full', 'quick'))
     assert (full['lambda_diff'], full['lambda_adv'], full['convention']) == (5, 2, 'official')
     assert (quick['lambda_diff'], quick['lambda_adv'], quick['convention']) == (2.0, 1.0, 'batch_mean')   # 4*5/10, 1*2/2
+    # IGAM's input noise: the paper's text (0) in every row at every scale; a row that sets it is scaled like a budget
+    assert (full['input_noise'], quick['input_noise'], resolve(*row, 'smoke')['train']['recipe']['input_noise']) == (0.0, 0.0, 0.0)
+    scaled = papers._scale_budget({'input_noise': 8/255, 'eps': 8/255, 'lambda_diff': 10.0}, 0.2/(8/255))
+    assert scaled['input_noise'] == pytest.approx(0.2) and scaled['eps'] == pytest.approx(0.2) and scaled['lambda_diff'] == 10.0
 
 
 @SMOKE

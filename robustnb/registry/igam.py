@@ -654,8 +654,8 @@ ENTRIES.append(dict(item='Fig. 7', kind='figure', title='Decision boundaries and
          ]))
 
 # %% ../../nbs/13c_registry_igam.ipynb #425cdc87
-# what App. A's lambda_adv/lambda_diff mean, on the paper's clean images (no input noise: the official scripts' is an option)
-APP_A_CONVENTIONS = dict(convention='official', disc_input='zero_mean_l2', input_noise=0.0)
+from ..matching import IGAM_APP_A
+APP_A_CONVENTIONS = IGAM_APP_A     # what App. A's lambda_adv/lambda_diff mean, on the paper's clean images: the presets' own
 
 def with_app_a_conventions(entries):
     "Every IGAM row of `entries` with App. A's scale conventions and no input noise (in place); returns `entries`."
