@@ -25,6 +25,8 @@ Needs torchattacks (`pip install torchattacks`; 3.5.1 recorded). The recorded ru
         "loss='l3', kd_beta=0.5" --csv bench/results/adt_digits_loss.csv
     python bench/adt_digits.py --seeds 0 1 2 --eps 0.3 --variants max_grad_norm=1 "loss='l3', T=1" AODT \
         --csv bench/results/adt_digits_eps0.3.csv                                 # where PGD-AT costs clean accuracy
+    python bench/adt_digits.py --seeds 0 1 2 --teacher-members 2 --variants max_grad_norm=1 "loss='l3', T=1" \
+        --csv bench/results/adt_digits_ensemble.csv          # M^natural an ensemble of two, as in Tables 1-3
     python bench/adt_digits.py --seeds 0 1 2 --variants "pairing='trades', pair_weight=0, max_grad_norm=1" \
         "pairing='trades', max_grad_norm=1" "pairing='alp', max_grad_norm=1" --csv bench/results/adt_digits_pairing.csv
 """
@@ -85,10 +87,14 @@ def main(argv=None):
         p.add_argument('--quantize-grid', type=int, nargs='*', default=[], metavar='LEVELS')
         p.add_argument('--eps', type=float, default=None,
                        help="train and judge at this budget instead of the digits' 0.2, steps of eps/4 as there")
+        p.add_argument('--teacher-members', type=int, default=1, metavar='N',
+                       help="ADT's M^natural: one standard model (default) or an ensemble of N (mean logits), as the "
+                            "paper's Tables 1-3 (WideResNet + InceptionResNetV2) and the engine's quick rows (N = 2)")
     args = parse_args(__doc__, argv, add)
     from robustnb.data import load_dataset
     from robustnb.evaluate import Quantize
-    from robustnb.models import create_model
+    from robustnb.models import Ensemble, create_model
+    from robustnb.papers import ENSEMBLE_SEED_STRIDE
     from robustnb.recipes import ADT, AODT, PGDAT, Standard
     from robustnb.train import fit, set_seed
 
@@ -106,13 +112,18 @@ def main(argv=None):
         set_seed(seed)
         loader = DataLoader(TensorDataset(train.images, train.labels), batch_size=QUICK['batch_size'], shuffle=True)
         models = {}
-        def train_one(name, recipe):
+        def train_one(name, recipe, seed=seed):
             set_seed(seed); m = create_model('smallcnn', dataset='digits')
             h = fit(m, recipe, loader, seed=seed, progress=False, **fit_args)
             models[name] = m
             return h
         train_one('Standard (teacher)', Standard())
         teacher = models['Standard (teacher)'].eval()
+        if args.teacher_members > 1:                # members as the engine trains them: seed + stride * i
+            for i in range(1, args.teacher_members):
+                train_one(f'Standard (teacher member {i})', Standard(), seed=seed + ENSEMBLE_SEED_STRIDE*i)
+            members = [teacher] + [models[f'Standard (teacher member {i})'].eval() for i in range(1, args.teacher_members)]
+            teacher = models['Standard ensemble (teacher)'] = Ensemble(members, 'logits').eval()
         train_one('PGD-AT', PGDAT(preset='digits', **budget))
         for v in args.variants:
             if VARIANTS[v] is None:

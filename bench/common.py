@@ -42,7 +42,38 @@ def bench_parser(doc, repeats=7):
     p.add_argument('--device', default='cpu', help="where models and data live: 'cpu' (default) or 'cuda'")
     p.add_argument('--amp', choices=('bf16', 'fp16'), default=None,
                    help="time every contender under torch.autocast with this dtype (default: float32)")
+    p.add_argument('--malloc', choices=('system', 'keep'), default='system',
+                   help="'system' (default): the C allocator as it comes; 'keep': glibc keeps freed memory for reuse "
+                        "(keep_freed_memory), as a GPU's caching allocator does")
     return p
+
+
+def keep_freed_memory(limit=1 << 30):
+    """Make glibc's malloc keep freed blocks of up to `limit` bytes for reuse instead of handing them back to the system.
+
+    By default glibc serves large blocks from fresh pages (mmap) or trims the top of its heap once enough of it is free,
+    so a training step whose tensors outlive the allocator's reuse pattern touches new pages every time and pays a
+    page fault (and the zeroing) for each 4 KiB. PyTorch's CUDA caching allocator never does that, and PyTorch's CPU
+    tuning guide recommends jemalloc or tcmalloc for the same reason. The same settings from the shell, for any run:
+    `MALLOC_MMAP_THRESHOLD_=1073741824 MALLOC_TRIM_THRESHOLD_=1073741824 python ...`. Both thresholds must be set:
+    fixing only the trim threshold turns off glibc's adaptive mmap threshold and makes every large block a fresh mmap."""
+    import ctypes
+    import ctypes.util
+    M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3            # glibc's malloc.h
+    try: mallopt = ctypes.CDLL(ctypes.util.find_library('c')).mallopt
+    except (OSError, AttributeError, TypeError):
+        raise SystemExit('--malloc keep: needs glibc (mallopt); on other systems preload jemalloc or tcmalloc instead') from None
+    if not (mallopt(M_MMAP_THRESHOLD, limit) and mallopt(M_TRIM_THRESHOLD, limit)):
+        raise SystemExit(f'--malloc keep: glibc refused mallopt thresholds of {limit} bytes')
+
+
+def minor_page_faults(f):
+    "Minor page faults of the process during one call of `f` (Unix; None elsewhere): pages the allocator touched afresh."
+    try: import resource
+    except ImportError: return None
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+    f()
+    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before
 
 
 def under_amp(fns, args):
@@ -58,8 +89,9 @@ def under_amp(fns, args):
 
 
 def parse_bench_args(parser, argv=None):
-    "Parse the command line and apply --threads."
+    "Parse the command line and apply --threads and --malloc."
     args = parser.parse_args(argv)
+    if args.malloc == 'keep': keep_freed_memory()
     if args.threads:
         import torch
         torch.set_num_threads(args.threads)

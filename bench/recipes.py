@@ -19,6 +19,12 @@ PGD-10 AT epoch (the papers: IGAM 347 s vs 815 s for PGD-7, 0.43x; Sarkar about 
 
     OMP_NUM_THREADS=1 python bench/recipes.py --csv bench/results/recipes_sarkar_igam.csv   # repository root, project env
     OMP_NUM_THREADS=1 python bench/recipes.py --channels-last --csv bench/results/recipes_sarkar_igam_channels_last.csv
+    OMP_NUM_THREADS=1 python bench/recipes.py --malloc system --csv bench/results/recipes_sarkar_igam_malloc_system.csv
+    OMP_NUM_THREADS=1 python bench/recipes.py --malloc keep --csv bench/results/recipes_sarkar_igam_malloc_keep.csv
+
+`--malloc keep` (bench/common.py, `keep_freed_memory`) makes glibc keep freed memory for reuse, as a GPU's caching
+allocator does; the page-fault count printed per contender shows what it changes: phase 2 keeps each step's gradients
+alive until the double backward, and glibc's defaults hand the freed pages back and fault them in again every step.
 """
 import sys
 from pathlib import Path
@@ -26,7 +32,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import bench_parser, parse_bench_args, ratio_table, time_alternating  # noqa: E402
+from common import bench_parser, minor_page_faults, parse_bench_args, ratio_table, time_alternating  # noqa: E402
 
 from robustnb.matching import IGAM, SaliencyCurriculum  # noqa: E402
 from robustnb.models import create_model  # noqa: E402
@@ -66,11 +72,17 @@ def main(argv=None):
     p.add_argument('--csv', default=None, help='also write contender, seconds, ratio, target and whether it is met')
     args = parse_bench_args(p, argv)
     print(f'torch {torch.__version__}, {args.device}, amp {args.amp or "off"}, {torch.get_num_threads()} threads; PreActResNet-20 32x32x3, batch {BATCH}, '
-          f'{args.batches} batches per epoch, median of {args.repeats} alternating rounds'
+          f'{args.batches} batches per epoch, median of {args.repeats} alternating rounds, malloc {args.malloc}'
           + (', every network channels-last' if args.channels_last else ''))
-    med = time_alternating(contenders(args.batches, args.device, args.amp, args.channels_last), repeats=args.repeats, warmup=1)
+    fns = contenders(args.batches, args.device, args.amp, args.channels_last)
+    med = time_alternating(fns, repeats=args.repeats, warmup=1)
+    faults = {k: minor_page_faults(f) for k, f in fns.items()}     # one more, untimed epoch each
     print()
     print(ratio_table(med, 'PGD-10 AT', title='seconds per training epoch, ratio to a PGD-10 AT epoch'))
+    if args.device == 'cpu' and None not in faults.values():
+        print()
+        print(f'minor page faults per epoch (pages the C allocator handed out afresh; --malloc {args.malloc}):')
+        for k, n in faults.items(): print(f'  {k:<62}{n:>10,}')
     targets = {'IGAM (defaults)': 0.40, 'IGAM (cifar100/cifar10 preset)': 0.40, 'Sarkar phase 1 (cifar10 preset)': 0.45,
                'Sarkar phase 2 (cifar10 preset)': 0.65}
     print()
@@ -78,7 +90,7 @@ def main(argv=None):
     for name, sec in med.items():
         r, target = sec/med['PGD-10 AT'], targets.get(name)
         rows.append(dict(contender=name, seconds=round(sec, 3), ratio=round(r, 3), target=target,
-                         met=None if target is None else r <= target))
+                         met=None if target is None else r <= target, malloc=args.malloc, minor_page_faults=faults[name]))
         if target is not None: print(f'{name}: {r:.2f}x (target <= {target}x): {"met" if r <= target else "MISSED"}')
     if args.csv:
         import pandas as pd
