@@ -91,6 +91,7 @@ def main(argv=None):
                        help="ADT's M^natural: one standard model (default) or an ensemble of N (mean logits), as the "
                             "paper's Tables 1-3 (WideResNet + InceptionResNetV2) and the engine's quick rows (N = 2)")
     args = parse_args(__doc__, argv, add)
+    if args.teacher_members < 1: raise SystemExit(f'--teacher-members: expected a positive integer, got {args.teacher_members}')
     from robustnb.data import load_dataset
     from robustnb.evaluate import Quantize
     from robustnb.models import Ensemble, create_model
