@@ -106,13 +106,13 @@ class _BatchNormBackward(torch.autograd.Function):
     def forward(ctx, g, x, w, mean, rstd, eps):
         ctx.set_materialize_grads(False)
         gx, sgx, sg = _bn_backward(g, x, w, None, None, mean, rstd, True, eps, [True, True, True])
-        ctx.save_for_backward(g, x, w, mean, rstd, gx, sgx, sg); ctx.eps = eps
+        ctx.save_for_backward(g, x, w, mean, rstd, sgx, sg); ctx.eps = eps     # not gₓ: the backward rewrites it in g and x
         return gx, (sgx if w is not None else None), (sg if w is not None else None)
 
     @staticmethod
     @_last_derivative
     def backward(ctx, h, hw, hb):
-        g, x, w, mean, rstd, gx, sgx, sg = ctx.saved_tensors
+        g, x, w, mean, rstd, sgx, sg = ctx.saved_tensors
         s, m = _shape(x), x.numel()//x.shape[1]
         scale = w if w is not None else torch.ones_like(rstd)
         c, g_mean = sgx/m, sg/m                             # mean(g·x̂), mean(g)
@@ -126,10 +126,15 @@ class _BatchNormBackward(torch.autograd.Function):
             k = -scale*rstd*rstd*hu
         if hw is not None: k, b0 = k - hw*rstd*c, b0 - hw*rstd*g_mean       # h_w·r·u, u = g − mean(g) − x̂·c
         d_x = None
-        if ctx.needs_input_grad[1]:
-            d_x = torch.mul(x, (k*rstd).view(s)).add_((b0 - k*rstd*mean).view(s))
-            if h is not None: d_x.addcmul_(d_g, (-rstd*c).view(s)).addcmul_(gx, (-rstd*e).view(s))
-            if hw is not None: d_x.addcmul_(g, (hw*rstd).view(s))
+        if ctx.needs_input_grad[1]:                         # d_x = a·x + b − r·c·d_g + a_g·g, per-channel a, b, a_g
+            a, b, a_g = k*rstd, b0 - k*rstd*mean, (hw*rstd if hw is not None else None)
+            if h is not None:                               # −r·e·gₓ with gₓ = w·r·(g − mean(g) − x̂·c): no gₓ kept per pass
+                q = scale*e*rstd*rstd
+                a, b = a + q*c*rstd, b + q*(g_mean - c*rstd*mean)
+                a_g = -q if a_g is None else a_g - q
+            d_x = torch.mul(x, a.view(s)).add_(b.view(s))
+            if h is not None: d_x.addcmul_(d_g, (-rstd*c).view(s))
+            if a_g is not None: d_x.addcmul_(g, a_g.view(s))
         if hw is not None:                                  # ∂/∂g += h_w·x̂
             t = hw*rstd
             extra = torch.mul(x, t.view(s)).sub_((t*mean).view(s))

@@ -90,7 +90,7 @@ class GradientMatchingRecipe(Recipe):
         self.disc_widths = _check_widths('disc_widths', disc_widths)
         self.in_channels, self.non_saturating, self.disc_input = in_channels, bool(non_saturating), disc_input
         self._make_disc = discriminator or (lambda c: Discriminator(c, self.disc_widths))
-        self._steps, self._pending, self._checked = 0, {}, False
+        self._steps, self._pending, self._checked, self._teacher_classes = 0, {}, False, None
         self._digits_defaults = ()                       # loss weights taken from the digits preset (set by subclasses)
 
     def setup(self, model, device):
@@ -123,17 +123,26 @@ class GradientMatchingRecipe(Recipe):
     def _teacher_forward(self, x):
         return self.teacher(self.transform(x) if self.transform is not None else x)
 
+    def _check_teacher_input(self, x, y=None):
+        "Before the teacher's gradients: once per run, it takes the student's images (through `transform`); it has a logit for every label. → its classes."
+        if self._teacher_classes is None:
+            states = [g.get_state() for g in self._generators()]      # the check must not draw from a random transform
+            try:
+                with torch.no_grad(): self._teacher_classes = self._teacher_forward(x[:1]).shape[-1]
+            except RuntimeError as e:
+                raise ValueError(f"transform: the teacher cannot take the student's {tuple(x.shape[1:])} images "
+                                 f"({str(e).splitlines()[0]}); pass a transform to the teacher's input (IGAM §4.3)") from None
+            finally:
+                for g, st in zip(self._generators(), states): g.set_state(st)
+        if not self._checked and y is not None and len(y) and int(y.max()) >= self._teacher_classes:
+            raise ValueError(f'teacher: it predicts {self._teacher_classes} classes, but the labels go up to {int(y.max())}; give it a '
+                             "logit layer for the student's task first with finetune_logit_layer(teacher, data) (IGAM §4.1)")
+        return self._teacher_classes
+
     def _check_batch(self, x, logits):
         "Once per run: the teacher takes the student's images (through `transform`) and predicts as many classes."
         if self._checked: return
-        states = [g.get_state() for g in self._generators()]      # the check must not draw from a random transform
-        try:
-            with torch.no_grad(): k = self._teacher_forward(x[:1]).shape[-1]
-        except RuntimeError as e:
-            raise ValueError(f"transform: the teacher cannot take the student's {tuple(x.shape[1:])} images "
-                             f"({str(e).splitlines()[0]}); pass a transform to the teacher's input (IGAM §4.3)") from None
-        finally:
-            for g, st in zip(self._generators(), states): g.set_state(st)
+        k = self._check_teacher_input(x)
         if k != logits.shape[1]:
             raise ValueError(f'teacher: it predicts {k} classes, the student {logits.shape[1]}; give it a logit layer for the '
                              "student's task first with finetune_logit_layer(teacher, data) (IGAM §4.1)")
@@ -302,9 +311,11 @@ class IGAM(GradientMatchingRecipe):
             x = ball.project(x + ball.random_start(None))
         # before match_start (official scripts) or with both weights 0: plain CE, no input gradients to build
         matching = bool(self.lambda_diff or self.lambda_adv) and self.matching_on(epoch)
+        self._check_teacher_input(x, y)
+        j_t = self.teacher_grad(x, y, self.grad_kind) if matching else None   # first: its graph is freed before the student's
         logits, grads = student_input_grads(model, x, y, (self.grad_kind,)) if matching else (model(x), [])
         self._check_batch(x, logits)
-        if matching: j_s, j_t = grads[0], self.teacher_grad(x, y, self.grad_kind)
+        j_s = grads[0] if matching else None
         terms = {'ce': F.cross_entropy(logits, y)}
         total = terms['ce']
         official = self.convention == 'official'
@@ -446,12 +457,14 @@ class SaliencyCurriculum(GradientMatchingRecipe):
         restricted = k is not None and self.phase2_target == 'restricted' and bool(gamma)
         matched = k is not None and self.phase2_target != 'restricted' and (gamma or self.beta)   # J_S^CE against a target
         kinds = (('tci',) if align and (gamma or self.beta) else ()) + (('ce',) if matched else ())
+        own_ce = 'ce' in kinds and self.phase2_target == 'sign_consistent'     # the teacher's CE gradient too, same pass
+        self._check_teacher_input(x, y)
+        # the teacher first: its graph is freed before the student's (kept to the double backward) is built
+        j_t, *j_tce = self.teacher_grads(x, y, ('tci', 'ce') if own_ce else ('tci',)) if kinds or restricted else (None,)
         logits, grads = student_input_grads(model, x, y, kinds)
         self._check_batch(x, logits)
         terms = {'ce': F.cross_entropy(logits, y)}
         total = terms['ce']
-        own_ce = 'ce' in kinds and self.phase2_target == 'sign_consistent'     # the teacher's CE gradient too, same pass
-        j_t, *j_tce = self.teacher_grads(x, y, ('tci', 'ce') if own_ce else ('tci',)) if kinds or restricted else (None,)
         if 'tci' in kinds:                                              # alignment (Eq. 11-13)
             j_s = grads[0]
             if gamma:

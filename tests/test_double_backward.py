@@ -71,6 +71,16 @@ def test_batch_norm_matches_pytorch(shape, affine):
     assert_same(first, ref_first); assert_same(ours, ref)
 
 
+def test_batch_norm_pass_keeps_no_copy_of_its_output():
+    "The differentiable pass through batch norm keeps g and x, not its own output gₓ (the backward rewrites gₓ in g and x)."
+    x = tracked(6, 3, 4, 4)
+    with fast_double_backward(): y = F.batch_norm(x, None, None, training=True)
+    (gx,) = torch.autograd.grad((y*tracked(*y.shape, seed=1).detach()).sum(), x, create_graph=True)
+    saved = [t for t in gx.grad_fn.saved_tensors if t is not None]
+    assert sum(t.shape == x.shape for t in saved) == 2                 # g and x
+    assert not any(t.data_ptr() == gx.data_ptr() for t in saved)
+
+
 def test_relu_matches_pytorch():
     x = tracked(4, 7)
     (ref_first, ref), (first, ours) = second_order_grads(lambda x: F.relu(x)**2, [x], False), second_order_grads(lambda x: F.relu(x)**2, [x], True)
