@@ -1,7 +1,7 @@
-"""The gradient-matching recipes' speed across versions of robustnb: the same contenders as `bench/recipes.py` (PGD-10 AT,
+"""The gradient-matching recipes' speed across versions of robustnb: four of `bench/recipes.py`'s contenders (PGD-10 AT,
 IGAM with its defaults, Sarkar phase 1 and phase 2 with the `cifar10` preset; PreAct-ResNet-20, 3 batches of 128
-random 32x32x3 images), timed with the robustnb package found in each ROOT, one fresh process per ROOT, the ROOTs
-alternated `--rounds` times. Each process measures its ratios to its own PGD-10 AT epoch (alternating medians,
+random 32x32x3 images), built by its `contenders`, timed with the robustnb package found in each ROOT, one fresh
+process per ROOT, the ROOTs alternated `--rounds` times. Each process measures its ratios to its own PGD-10 AT epoch (alternating medians,
 bench/common.py) and the minor page faults of one more epoch; the summary gives each root's median ratio over its
 processes, with the range. Several processes, because on a small CPU the same contender's time moves by several
 percent from one process to the next, more than between rounds within one. A ROOT is labelled by its git commit
@@ -22,32 +22,23 @@ import sys
 from pathlib import Path
 
 CHILD = r'''
-import sys
+import json, sys
 from pathlib import Path
-import torch
-root = sys.argv[1]
-sys.path.insert(0, root); sys.path.insert(0, sys.argv[2])
+root, bench = sys.argv[1:3]
+sys.path[:0] = [root, bench]                                   # this root's robustnb, this checkout's bench scripts
 import robustnb
 assert Path(robustnb.__file__).resolve().is_relative_to(Path(root).resolve()), robustnb.__file__
 from common import minor_page_faults, time_alternating
-from robustnb.matching import IGAM, SaliencyCurriculum
-from robustnb.models import create_model
-from robustnb.recipes import PGDAT
-from robustnb.train import fit
-torch.manual_seed(0)
-B = 128
-data = (torch.rand(3*B, 3, 32, 32), torch.randint(0, 10, (3*B,)))
-network = lambda: create_model('preactresnet20', dataset='cifar10')
-teacher = network().eval()
-recipes = {'PGD-10 AT': PGDAT(preset='cifar10'), 'IGAM (defaults)': IGAM(teacher, preset='digits'),
-           'Sarkar phase 1': SaliencyCurriculum(teacher, preset='cifar10'),
-           'Sarkar phase 2': SaliencyCurriculum(teacher, preset='cifar10', phase1_epochs=0)}
-fns = {k: (lambda m, r: lambda: fit(m, r, data, epochs=1, batch_size=B, lr=0.01, progress=False))(network(), r) for k, r in recipes.items()}
+from recipes import contenders
+every = contenders(3)                                          # recipes.py's contenders, 3 batches of 128 an epoch
+fns = {short: every[name] for name, short in json.loads(sys.argv[3]).items()}
 med = time_alternating(fns, repeats=5, warmup=1)
 faults = {k: minor_page_faults(f) for k, f in fns.items()}
-import json
 print(json.dumps({k: [v, v/med['PGD-10 AT'], faults[k]] for k, v in med.items()}))
 '''
+# recipes.py's contenders timed here, under the names the results use
+CONTENDERS = {'PGD-10 AT': 'PGD-10 AT', 'IGAM (defaults)': 'IGAM (defaults)',
+              'Sarkar phase 1 (cifar10 preset)': 'Sarkar phase 1', 'Sarkar phase 2 (cifar10 preset)': 'Sarkar phase 2'}
 
 
 def label(root):
@@ -73,8 +64,8 @@ def main(argv=None):
     rows = []
     for i in range(args.rounds):
         for r in args.roots:
-            out = subprocess.run([sys.executable, '-c', CHILD, str(Path(r).resolve()), str(Path(__file__).resolve().parent)],
-                                 check=True, capture_output=True, text=True).stdout
+            out = subprocess.run([sys.executable, '-c', CHILD, str(Path(r).resolve()), str(Path(__file__).resolve().parent),
+                                  json.dumps(CONTENDERS)], check=True, capture_output=True, text=True).stdout
             res, name = json.loads(out.strip().splitlines()[-1]), label(r)
             print(f'round {i}, {name}: ' + ', '.join(f'{k} {s:.2f} s {q:.3f}x ({f:,} faults)' for k, (s, q, f) in res.items()), flush=True)
             rows += [dict(root=name, round=i, contender=k, seconds=round(s, 3), ratio=round(q, 4), minor_page_faults=f) for k, (s, q, f) in res.items()]
